@@ -1,0 +1,88 @@
+"""Candidate operations of the DARTS and NAS-Bench-201 cell spaces.
+
+Each op maps ``(N, C, H, W)`` to ``(N, C, H/stride, W/stride)``. Convolutions are
+pre-activation (ReLU -> conv -> BN), as in DARTS and NAS-Bench-201.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU -> Conv(kernel, stride, padding, dilation) -> BatchNorm."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int,
+                 dilation: int = 1, affine: bool = True) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel_size, stride, padding, dilation=dilation, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class DilConv(nn.Sequential):
+    """ReLU -> depthwise (dilated) conv -> pointwise conv -> BatchNorm."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int,
+                 dilation: int, affine: bool = True) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel_size, stride, padding, dilation=dilation, groups=c_in, bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two stacked DilConvs without dilation; only the first one strides (DARTS ``SepConv``)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int,
+                 affine: bool = True) -> None:
+        super().__init__(
+            DilConv(c_in, c_in, kernel_size, stride, padding, 1, affine),
+            DilConv(c_in, c_out, kernel_size, 1, padding, 1, affine),
+        )
+
+
+class Conv7x1_1x7(nn.Sequential):
+    """ReLU -> 1x7 conv -> 7x1 conv -> BatchNorm (the factorized 7x7 of AmoebaNet)."""
+
+    def __init__(self, c: int, stride: int, affine: bool = True) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c, c, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
+            nn.Conv2d(c, c, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
+            nn.BatchNorm2d(c, affine=affine),
+        )
+
+
+class Zero(nn.Module):
+    """The ``none`` op: zeros of the output shape (strided when ``stride`` > 1)."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x.mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution without losing pixels: two 1x1 stride-2 convs, one shifted by a pixel."""
+
+    def __init__(self, c_in: int, c_out: int, affine: bool = True) -> None:
+        super().__init__()
+        if c_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
