@@ -1,0 +1,16 @@
+"""Discrete (black-box) architecture search: random search, regularized evolution and REINFORCE over any
+``CategoricalSpace`` with an ``Evaluator``; NAS-Bench-201 via ``NB201Space`` and ``TabularEvaluator``."""
+from search.discrete.evaluator import Evaluation, Evaluator, FunctionEvaluator, TabularEvaluator
+from search.discrete.evolution import RegularizedEvolution
+from search.discrete.loop import Budget, Record, SearchLoop, SearchResult, SizeLimit, Strategy
+from search.discrete.multiseed import mean_std, run_seeds, summarize
+from search.discrete.pareto import pareto_front, plot_pareto
+from search.discrete.random_search import RandomSearch
+from search.discrete.reinforce import Reinforce
+from search.discrete.space import CategoricalSpace, NB201Space
+
+__all__ = [
+    "Budget", "CategoricalSpace", "Evaluation", "Evaluator", "FunctionEvaluator", "NB201Space", "RandomSearch",
+    "Record", "RegularizedEvolution", "Reinforce", "SearchLoop", "SearchResult", "SizeLimit", "Strategy",
+    "TabularEvaluator", "mean_std", "pareto_front", "plot_pareto", "run_seeds", "summarize",
+]

@@ -1,0 +1,78 @@
+"""Write a finished search to its run folder: per seed ``history.csv``, ``best_genotype.json``, ``pareto.png``."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+from search.discrete.loop import SearchResult
+from search.discrete.pareto import plot_pareto
+
+
+def write_history(result: SearchResult[Any], path: Path) -> None:
+    """Every evaluated cell, in order: step, arch, metric, params_m, flops_m, cost, total_cost, parent."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", "arch", result.metric_name, "params_m", "flops_m", "cost", "total_cost", "parent"])
+        for r in result.history:
+            writer.writerow([r.step, r.arch, f"{r.metric:.6f}", f"{r.params:.6f}", f"{r.flops:.6f}",
+                             f"{r.cost:g}", f"{r.total_cost:g}", r.parent])
+
+
+def write_run(results: Sequence[SearchResult[Any]], run_dir: Path, summary: dict[str, Any], *,
+              config_text: str = "", size: Literal["params", "flops"] = "params",
+              size_limit: float | None = None, overwrite: bool = False) -> None:
+    """Write all seeds into a temporary folder, then move it to ``run_dir`` in one rename.
+
+    Per seed: ``history.csv``, ``best_genotype.json``, ``pareto.png`` (``size`` axis, ``size_limit`` marked) and
+    ``pareto.csv`` (the front); at the top: ``summary.json`` and ``config.yaml``.
+
+    A failure leaves no partial ``run_dir``; an existing ``run_dir`` is replaced only with ``overwrite``.
+    """
+    if run_dir.exists() and not overwrite:
+        raise FileExistsError(f"run folder {run_dir} exists; pass --overwrite true or another --name")
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir.parent / f".{run_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        for result in results:
+            seed_dir = tmp / f"seed{result.seed}"
+            seed_dir.mkdir()
+            write_history(result, seed_dir / "history.csv")
+            result.best_cell.save(seed_dir / "best_genotype.json")
+            plot_pareto([(r.metric, getattr(r, size)) for r in result.distinct()], seed_dir / "pareto.png",
+                        metric_name=result.metric_name, size_name=f"{size} (M)", size_limit=size_limit,
+                        title=f"{result.strategy}, seed {result.seed}")
+            with (seed_dir / "pareto.csv").open("w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["arch", result.metric_name, f"{size}_m"])
+                writer.writerows([r.arch, f"{r.metric:.6f}", f"{getattr(r, size):.6f}"] for r in result.pareto(size))
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if config_text:
+            (tmp / "config.yaml").write_text(config_text)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        os.replace(tmp, run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def build_summary(results: Sequence[SearchResult[Any]], aggregate: dict[str, tuple[float, float]],
+                  report: dict[str, Callable[[Any], float]], settings: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready summary: the settings, each seed's best cell, and mean/std over seeds."""
+    runs = []
+    for r in results:
+        best = r.best
+        assert best is not None  # summarize() already rejected runs without a best cell
+        entry = {"seed": r.seed, "best_arch": best.arch, "best_step": best.step, r.metric_name: best.metric,
+                 "params_m": best.params, "flops_m": best.flops, "evaluations": len(r.history),
+                 "total_cost": r.total_cost, "cost_unit": r.cost_unit, "rejected": r.n_rejected}
+        entry.update({name: fn(best.cell) for name, fn in report.items()})
+        entry.update(r.extras)
+        runs.append(entry)
+    return {**settings, "runs": runs, "mean_std": {k: {"mean": m, "std": s} for k, (m, s) in aggregate.items()}}
