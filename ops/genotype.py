@@ -118,7 +118,7 @@ class Genotype(ABC):
 
 def _edges(raw: Any, cell: str) -> tuple[Edge, ...]:
     try:
-        return tuple((str(op), int(src)) for op, src in raw)
+        return tuple((op, src) for op, src in raw)
     except (TypeError, ValueError):
         raise ValueError(f"{cell}: edges must be [op, input] pairs, got {raw!r}") from None
 
@@ -131,7 +131,10 @@ def _validate_cell(cell: str, edges: tuple[Edge, ...], concat: tuple[int, ...]) 
                 and isinstance(edge[1], int) and not isinstance(edge[1], bool)):
             raise ValueError(f"{cell} edge {position}: expected (op, input) with a str op and an int input, got {edge!r}")
         op, src = edge
-        check_op(op)
+        try:
+            check_op(op)
+        except ValueError as err:
+            raise ValueError(f"{cell} edge {position}: {err}") from None
         node = position // 2 + 2
         if not 0 <= src < node:
             raise ValueError(f"{cell} edge {position} ({op!r}, {src}): node {node} can only take inputs 0..{node - 1}")
@@ -189,10 +192,14 @@ class DartsGenotype(Genotype):
         if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "Genotype"):
             raise ValueError("genotype text must be a call Genotype(normal=..., normal_concat=..., reduce=..., reduce_concat=...)")
         fields = ("normal", "normal_concat", "reduce", "reduce_concat")
+        if len(tree.args) > len(fields):
+            raise ValueError(f"genotype text has {len(tree.args)} positional values; fields: {', '.join(fields)}")
         values: dict[str, Any] = dict(zip(fields, tree.args))
         for kw in tree.keywords:
             if kw.arg not in fields:
                 raise ValueError(f"unknown genotype field {kw.arg!r}; fields: {', '.join(fields)}")
+            if kw.arg in values:
+                raise ValueError(f"genotype field {kw.arg!r} is given twice")
             values[kw.arg] = kw.value
         missing = [f for f in fields if f not in values]
         if missing:
@@ -243,7 +250,10 @@ class NB201Genotype(Genotype):
         for position, op in enumerate(self.edges):
             if not isinstance(op, str):
                 raise ValueError(f"NB201 edge {position}: op must be a string, got {op!r}")
-            check_op(op)
+            try:
+                check_op(op)
+            except ValueError as err:
+                raise ValueError(f"NB201 edge {position} {NB201_EDGES[position]}: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with ``format_version``, ``space`` and the arch string for readers."""
