@@ -1,0 +1,124 @@
+"""Search cells: the DARTS cell (two inputs, ``steps`` intermediate nodes) and the NAS-Bench-201 cell."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ops import NB201_EDGES, FactorizedReduce, ReLUConvBN
+from supernet.mixed_op import MixedOp
+from supernet.weights import CellWeights
+
+
+def _check_cell_weights(weights: CellWeights, num_edges: int, num_ops: int, cell: str) -> list[int] | None:
+    """Validate shapes; return ``active`` as a list of ints (one host sync per cell) or None."""
+    if weights.ops.shape != (num_edges, num_ops):
+        raise ValueError(f"{cell}: op weights must have shape ({num_edges}, {num_ops}), got {tuple(weights.ops.shape)}")
+    if weights.edges is not None and weights.edges.shape != (num_edges,):
+        raise ValueError(f"{cell}: edge weights must have shape ({num_edges},), got {tuple(weights.edges.shape)}")
+    if weights.active is None:
+        return None
+    if weights.active.shape != (num_edges,):
+        raise ValueError(f"{cell}: active must have shape ({num_edges},), got {tuple(weights.active.shape)}")
+    return [int(a) for a in weights.active.tolist()]
+
+
+class DartsSearchCell(nn.Module):
+    """The DARTS search cell.
+
+    Inputs ``s0`` (two cells back) and ``s1`` (previous cell) are preprocessed to ``channels``; each of the
+    ``steps`` intermediate nodes sums all earlier nodes through one ``MixedOp`` each (edge order: for node
+    ``i``, inputs ``j = 0 .. i + 1``); the output concatenates the last ``multiplier`` intermediate nodes.
+    In a reduction cell the edges leaving the two inputs have stride 2.
+    """
+
+    def __init__(self, steps: int, multiplier: int, c_prev_prev: int, c_prev: int, channels: int,
+                 reduction: bool, reduction_prev: bool, candidates: Sequence[str],
+                 partial_channels: int = 1) -> None:
+        super().__init__()
+        self.steps = steps
+        self.multiplier = multiplier
+        self.reduction = reduction
+        self.num_ops = len(candidates)
+        if reduction_prev:
+            self.preprocess0: nn.Module = FactorizedReduce(c_prev_prev, channels, affine=False)
+        else:
+            self.preprocess0 = ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList(
+            MixedOp(channels, 2 if reduction and j < 2 else 1, candidates, partial_channels)
+            for i in range(steps) for j in range(2 + i))
+
+    @property
+    def num_edges(self) -> int:
+        """Number of MixedOp edges (14 for 4 steps)."""
+        return len(self.edges)
+
+    def forward(self, s0: Tensor, s1: Tensor, weights: CellWeights) -> Tensor:
+        """Run the cell with mixing weights ``weights.ops`` (and optional edge weights / active ops)."""
+        cell = "reduce" if self.reduction else "normal"
+        active = _check_cell_weights(weights, self.num_edges, self.num_ops, cell)
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offset = 0
+        for _ in range(self.steps):
+            total = 0
+            for j, h in enumerate(states):
+                e = offset + j
+                out = self.edges[e](h, weights.ops[e], None if active is None else active[e])
+                if weights.edges is not None:
+                    out = weights.edges[e] * out
+                total = total + out
+            offset += len(states)
+            states.append(total)
+        return torch.cat(states[-self.multiplier:], dim=1)
+
+
+class NB201SearchCell(nn.Module):
+    """The NAS-Bench-201 search cell: 4 nodes, node ``j`` sums ``edge(i -> j)(node_i)`` over ``i < j``,
+    edges in ``NB201_EDGES`` order, output node 3. All ops have stride 1 and no affine BatchNorm."""
+
+    def __init__(self, channels: int, candidates: Sequence[str], partial_channels: int = 1) -> None:
+        super().__init__()
+        self.num_ops = len(candidates)
+        self.edges = nn.ModuleList(
+            MixedOp(channels, 1, candidates, partial_channels, pool_bn=False) for _ in NB201_EDGES)
+
+    @property
+    def num_edges(self) -> int:
+        """Number of edges (6)."""
+        return len(self.edges)
+
+    def forward(self, x: Tensor, weights: CellWeights) -> Tensor:
+        """Run the cell with mixing weights ``weights.ops`` (and optional edge weights / active ops)."""
+        active = _check_cell_weights(weights, self.num_edges, self.num_ops, "normal")
+        nodes: list[Tensor | int] = [x, 0, 0, 0]
+        for e, (src, dst) in enumerate(NB201_EDGES):
+            out = self.edges[e](nodes[src], weights.ops[e], None if active is None else active[e])
+            if weights.edges is not None:
+                out = weights.edges[e] * out
+            nodes[dst] = nodes[dst] + out
+        return nodes[3]
+
+
+class ResNetBasicBlock(nn.Module):
+    """The NAS-Bench-201 ``ResNetBasicblock``: two ReLUConvBN 3x3 (the first strided) plus a shortcut
+    (stride 2: AvgPool 2x2 then conv 1x1; channel change only: ReLUConvBN 1x1; otherwise identity)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"ResNetBasicBlock: stride must be 1 or 2, got {stride}")
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride, 1)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1)
+        if stride == 2:
+            self.downsample: nn.Module = nn.Sequential(
+                nn.AvgPool2d(2, 2), nn.Conv2d(c_in, c_out, 1, bias=False))
+        elif c_in != c_out:
+            self.downsample = ReLUConvBN(c_in, c_out, 1, 1, 0)
+        else:
+            self.downsample = nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Residual sum of the two-conv branch and the shortcut."""
+        return self.downsample(x) + self.conv_b(self.conv_a(x))

@@ -1,0 +1,142 @@
+"""Search networks: weight-sharing supernets called as ``net(x, weights)`` with ``ArchWeights``."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from torch import Tensor, nn
+
+from ops import check_op, search_space
+from supernet.cells import DartsSearchCell, NB201SearchCell, ResNetBasicBlock
+from supernet.weights import ArchWeights, CellWeights
+
+
+def _check_candidates(owner: str, candidates: Sequence[str]) -> tuple[str, ...]:
+    candidates = tuple(candidates)
+    if not candidates:
+        raise ValueError(f"{owner}: candidates is empty")
+    duplicates = sorted({c for c in candidates if candidates.count(c) > 1})
+    if duplicates:
+        raise ValueError(f"{owner}: candidates repeat {', '.join(duplicates)}")
+    for name in candidates:
+        check_op(name)
+    return candidates
+
+
+def _check_positive(owner: str, **values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{owner}: {name} must be >= 1, got {value}")
+
+
+def _cell_weights(weights: ArchWeights, cell: str, owner: str) -> CellWeights:
+    if cell not in weights:
+        raise ValueError(f"{owner}: weights lack cell type {cell!r} (got {', '.join(sorted(weights)) or 'none'})")
+    return weights[cell]
+
+
+class DartsSearchNetwork(nn.Module):
+    """The DARTS search network: stem (conv 3x3 + BN, ``stem_multiplier * channels``), ``layers`` search
+    cells with reductions at ``layers // 3`` and ``2 * layers // 3`` (channels double there), global
+    average pooling and a linear classifier. ``forward(x, weights)`` takes ``{"normal": ..., "reduce": ...}``."""
+
+    space = "darts"
+    cell_types = ("normal", "reduce")
+
+    def __init__(self, channels: int = 16, layers: int = 8, steps: int = 4, multiplier: int = 4,
+                 stem_multiplier: int = 3, num_classes: int = 10, in_channels: int = 3,
+                 candidates: Sequence[str] = search_space("darts"), partial_channels: int = 1) -> None:
+        super().__init__()
+        owner = "DartsSearchNetwork"
+        _check_positive(owner, channels=channels, steps=steps, multiplier=multiplier,
+                        stem_multiplier=stem_multiplier, num_classes=num_classes, in_channels=in_channels,
+                        partial_channels=partial_channels)
+        if layers < 3:
+            raise ValueError(f"{owner}: layers={layers} is too few cells for two reduction cells (need >= 3)")
+        if multiplier > steps:
+            raise ValueError(f"{owner}: multiplier={multiplier} exceeds steps={steps} (cannot concat more nodes than exist)")
+        if channels % partial_channels:
+            raise ValueError(f"{owner}: channels={channels} is not divisible by partial_channels={partial_channels}")
+        self.candidates = _check_candidates(owner, candidates)
+        self.num_ops = len(self.candidates)
+        self.steps = steps
+        self.multiplier = multiplier
+        self.num_edges = sum(2 + i for i in range(steps))
+
+        c_curr = stem_multiplier * channels
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+        c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
+        reduction_prev = False
+        cells = []
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                c_curr *= 2
+            cells.append(DartsSearchCell(steps, multiplier, c_prev_prev, c_prev, c_curr, reduction,
+                                         reduction_prev, self.candidates, partial_channels))
+            reduction_prev = reduction
+            c_prev_prev, c_prev = c_prev, multiplier * c_curr
+        self.cells = nn.ModuleList(cells)
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_prev, num_classes)
+
+    def forward(self, x: Tensor, weights: ArchWeights) -> Tensor:
+        """Logits ``[N, num_classes]`` of images ``x`` under architecture weights ``weights``."""
+        normal = _cell_weights(weights, "normal", "DartsSearchNetwork")
+        reduce = _cell_weights(weights, "reduce", "DartsSearchNetwork")
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
+        return self.classifier(self.global_pooling(s1).flatten(1))
+
+
+class NB201SearchNetwork(nn.Module):
+    """The NAS-Bench-201 search network: conv 3x3 + BN stem, three stages of ``cells_per_stage`` search cells
+    (``C``, ``2C``, ``4C`` channels) joined by stride-2 ResNet basic blocks, then BN -> ReLU -> global
+    average pooling -> linear. ``forward(x, weights)`` takes ``{"normal": ...}``."""
+
+    space = "nb201"
+    cell_types = ("normal",)
+
+    def __init__(self, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10, in_channels: int = 3,
+                 candidates: Sequence[str] = search_space("nb201"), partial_channels: int = 1) -> None:
+        super().__init__()
+        owner = "NB201SearchNetwork"
+        _check_positive(owner, channels=channels, cells_per_stage=cells_per_stage, num_classes=num_classes,
+                        in_channels=in_channels, partial_channels=partial_channels)
+        if channels % partial_channels:
+            raise ValueError(f"{owner}: channels={channels} is not divisible by partial_channels={partial_channels}")
+        self.candidates = _check_candidates(owner, candidates)
+        self.num_ops = len(self.candidates)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        blocks: list[nn.Module] = []
+        c_prev = channels
+        for stage in range(3):
+            c_curr = channels * 2 ** stage
+            if stage:
+                blocks.append(ResNetBasicBlock(c_prev, c_curr, 2))
+            blocks.extend(NB201SearchCell(c_curr, self.candidates, partial_channels) for _ in range(cells_per_stage))
+            c_prev = c_curr
+        self.cells = nn.ModuleList(blocks)
+        self.num_edges = self.cells[0].num_edges
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU())
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_prev, num_classes)
+
+    def forward(self, x: Tensor, weights: ArchWeights) -> Tensor:
+        """Logits ``[N, num_classes]`` of images ``x`` under architecture weights ``weights``."""
+        normal = _cell_weights(weights, "normal", "NB201SearchNetwork")
+        out = self.stem(x)
+        for block in self.cells:
+            out = block(out, normal) if isinstance(block, NB201SearchCell) else block(out)
+        out = self.global_pooling(self.lastact(out))
+        return self.classifier(out.flatten(1))
+
+
+SUPERNETS: dict[str, type[nn.Module]] = {"darts": DartsSearchNetwork, "nb201": NB201SearchNetwork}
+
+
+def build_supernet(space: str, **kwargs: Any) -> DartsSearchNetwork | NB201SearchNetwork:
+    """Build the search network of ``space`` (``darts`` or ``nb201``) with its constructor's keyword arguments."""
+    if space not in SUPERNETS:
+        raise ValueError(f"unknown search space {space!r}; known: {', '.join(sorted(SUPERNETS))}")
+    return SUPERNETS[space](**kwargs)
