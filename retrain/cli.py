@@ -1,0 +1,141 @@
+"""The ``python -m retrain`` command: LightningCLI (``run=False``) around ``RetrainModule`` and a ``nasdata``
+data module, plus ``--genotype``, ``--resume`` and ``--test_ckpt``.
+
+Set-up mistakes (unknown config, bad genotype, wrong network for the data, bad option values, missing data or
+checkpoint) end with one ``retrain: error: ...`` line on stderr and exit status 2, before anything is written.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from typing import Literal
+from pathlib import Path
+
+import torch
+from jsonargparse import ArgumentError
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from nasdata import ImageDataModule
+from retrain.config_path import resolve_config_args
+from retrain.module import RetrainModule
+
+PARSER_KWARGS = {"exit_on_error": False, "prog": "python -m retrain",
+                 "description": "Train a found cell from scratch (the DARTS evaluation recipe) and test it."}
+SETUP_ERRORS = (ArgumentError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, KeyError)
+
+
+class RetrainCLI(LightningCLI):
+    """LightningCLI with the genotype, resume and test-checkpoint options and the data -> model links."""
+
+    def __init__(self, args: Sequence[str] | None = None) -> None:
+        super().__init__(RetrainModule, ImageDataModule, subclass_mode_data=True, run=False, args=args,
+                         save_config_kwargs={"overwrite": True}, parser_kwargs=PARSER_KWARGS,
+                         auto_configure_optimizers=False, load_from_checkpoint_support=False)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Sequence[str] | None) -> None:
+        """Parse ``args`` (default: the command line) with bare ``--config`` names resolved to shipped files."""
+        self.config = parser.parse_args(resolve_config_args(sys.argv[1:] if args is None else list(args)))
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """``--genotype`` (required), ``--resume``, ``--test_ckpt`` and the data -> model links."""
+        parser.add_argument("--genotype", type=str, required=True,
+                            help="genotype.json of a search run, a zoo name (DARTS_V2, ...) or genotype text")
+        parser.add_argument("--resume", type=str | None, default=None,
+                            help="checkpoint to resume training from, or a run folder holding checkpoints/last.ckpt")
+        parser.add_argument("--test_ckpt", type=Literal["last", "best", "none"], default="last",
+                            help="weights evaluated on the test set after training: last, best or none")
+        parser.link_arguments("genotype", "model.genotype")
+        for key in ("num_classes", "in_channels", "image_size"):
+            parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        """Find the ``--resume`` checkpoint before anything is built."""
+        if self.config.resume is not None:
+            self.config.resume = str(find_checkpoint(self.config.resume))
+
+    def instantiate_classes(self) -> None:
+        """Data and model first, then the resume check, then the Trainer (which may start writing)."""
+        self.config_init = self.parser.instantiate_classes(self.config)
+        self.datamodule = self._get(self.config_init, "data")
+        self.model = self._get(self.config_init, "model")
+        if self.config.resume is not None:
+            check_resume_matches(self.config.resume, self.model)
+        self.trainer = self.instantiate_trainer()
+
+
+def find_checkpoint(path: str) -> Path:
+    """``path`` if it is a file, else ``path/checkpoints/last.ckpt`` or ``path/last.ckpt``."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        for candidate in (p / "checkpoints" / "last.ckpt", p / "last.ckpt"):
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(f"--resume {path}: folder has no checkpoints/last.ckpt")
+    if not p.is_file():
+        raise FileNotFoundError(f"--resume {path}: no such checkpoint file or run folder")
+    return p
+
+
+def check_resume_matches(checkpoint: str, model: RetrainModule) -> None:
+    """Raise ``ValueError`` if ``checkpoint`` is unreadable or was trained with another genotype."""
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as err:  # any unpickling failure means the file is not a usable checkpoint
+        raise ValueError(f"--resume {checkpoint}: not a readable Lightning checkpoint ({type(err).__name__})") from None
+    saved = state.get("hyper_parameters", {}).get("genotype") if isinstance(state, dict) else None
+    if saved is None:
+        raise ValueError(f"--resume {checkpoint}: not a retrain checkpoint (no genotype in its hyper-parameters)")
+    if saved != model.genotype.to_text():
+        raise ValueError(f"--resume {checkpoint} was trained with another genotype ({saved[:60]}...); pass that "
+                         "--genotype or start a new run")
+
+
+def one_line(err: BaseException) -> str:
+    """The error message on one line; jsonargparse's verbose type errors are shortened to the flag and the cause."""
+    message = re.sub(r"\s+", " ", str(err) or type(err).__name__).strip()
+    match = re.match(r'Parser key "([^"]+)": (.*)', message)
+    flag, body = (f"--{match.group(1)}", match.group(2)) if match else ("", message)
+    if body.endswith("Got value: None"):
+        return f"{flag} is required" if flag else body
+    if "Union subtypes" in body and "Errors:" in body:
+        errors = body.split("Errors:", 1)[1].split(" Given value type:")[0]
+        causes = [e.strip() for e in errors.split(" - ") if e.strip(" -") and "NoneType" not in e]
+        given = re.search(r"Given value: (.*)$", body)
+        body = "; ".join(causes)
+        if given and "Namespace(" not in given.group(1):
+            body += f", got {given.group(1)}"
+    return f"{flag}: {body}" if flag else body
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, build and check everything, then fit and test. Returns the exit status."""
+    seed_log = logging.getLogger("lightning.fabric.utilities.seed")
+    level = seed_log.level
+    seed_log.setLevel(logging.WARNING)  # "Seed set to ..." is printed only once the set-up has succeeded
+    try:
+        cli = RetrainCLI(argv)
+    except SETUP_ERRORS as err:
+        print(f"retrain: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    finally:
+        seed_log.setLevel(level)
+    seed = cli.config.seed_everything
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        seed_log.info(f"Seed set to {seed}")
+    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    trainer.fit(model, datamodule=data, ckpt_path=cli.config.resume)
+    test_ckpt = cli.config.test_ckpt
+    if test_ckpt == "none":
+        return 0
+    ckpt_path = None
+    if test_ckpt == "best":
+        callback = trainer.checkpoint_callback
+        if isinstance(callback, ModelCheckpoint) and callback.best_model_path:
+            ckpt_path = callback.best_model_path
+        else:
+            model.print("--test_ckpt best: no best checkpoint (no ModelCheckpoint with a monitor); testing the last weights")
+    trainer.test(model, datamodule=data, ckpt_path=ckpt_path)
+    return 0

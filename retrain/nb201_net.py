@@ -1,0 +1,91 @@
+"""The NAS-Bench-201 network for an ``NB201Genotype``: the benchmark's macro skeleton around one cell.
+
+Stem conv3x3 + BN, three stages of ``cells_per_stage`` cells with ``C, 2C, 4C`` channels separated by ResNet
+basic blocks with stride 2, then BN -> ReLU -> global average pool -> linear. A cell is a DAG of 4 nodes;
+node ``j`` sums ``op(node_i)`` over its incoming edges, node 3 is the output.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ops import NB201_EDGES, NB201Genotype, ReLUConvBN, create_op
+from retrain.layers import drop_path
+
+
+class ResNetBasicBlock(nn.Module):
+    """Two 3x3 ``ReLUConvBN`` (the first strided) plus a shortcut: AvgPool(2) -> 1x1 conv when down-sampling."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride, 1)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1)
+        if stride == 2:
+            self.downsample: nn.Module = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(c_in, c_out, 1, bias=False))
+        elif c_in != c_out:
+            self.downsample = ReLUConvBN(c_in, c_out, 1, 1, 0)
+        else:
+            self.downsample = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual sum of the two convolutions and the shortcut."""
+        return self.downsample(x) + self.conv_b(self.conv_a(x))
+
+
+class NB201Cell(nn.Module):
+    """A NAS-Bench-201 cell with ``channels`` channels on every node."""
+
+    def __init__(self, genotype: NB201Genotype, channels: int) -> None:
+        super().__init__()
+        self.edges = NB201_EDGES
+        self.ops = nn.ModuleList(create_op(name, channels, 1, True) for name in genotype.edges)
+        self.droppable = tuple(not isinstance(op, nn.Identity) for op in self.ops)
+
+    def forward(self, x: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        """Node 3 of the cell DAG."""
+        nodes = [x]
+        for target in (1, 2, 3):
+            total = None
+            for k, (src, dst) in enumerate(self.edges):
+                if dst != target:
+                    continue
+                h = self.ops[k](nodes[src])
+                if self.droppable[k]:
+                    h = drop_path(h, drop_prob, self.training)
+                total = h if total is None else total + h
+            nodes.append(total)
+        return nodes[3]
+
+
+class NB201Network(nn.Module):
+    """The NAS-Bench-201 macro network (``channels=16, cells_per_stage=5`` in the benchmark)."""
+
+    def __init__(self, genotype: NB201Genotype, channels: int = 16, cells_per_stage: int = 5,
+                 num_classes: int = 10, in_channels: int = 3) -> None:
+        super().__init__()
+        if cells_per_stage < 1:
+            raise ValueError(f"NB201 network: cells per stage (layers) must be >= 1, got {cells_per_stage}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.drop_path_prob = 0.0
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        blocks: list[nn.Module] = []
+        c = channels
+        for stage in range(3):
+            if stage:
+                blocks.append(ResNetBasicBlock(c, 2 * c, 2))
+                c *= 2
+            blocks.extend(NB201Cell(genotype, c) for _ in range(cells_per_stage))
+        self.cells = nn.ModuleList(blocks)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c, num_classes)
+        self.num_features = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)``."""
+        x = self.stem(x)
+        for block in self.cells:
+            x = block(x, self.drop_path_prob) if isinstance(block, NB201Cell) else block(x)
+        x = self.global_pooling(self.lastact(x))
+        return self.classifier(torch.flatten(x, 1))
