@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from nasdata import ImageDataModule
-from retrain.config_path import resolve_config_args
+from configs import resolve_config_args
 from retrain.module import RetrainModule
 
 PARSER_KWARGS = {"exit_on_error": False, "prog": "python -m retrain",

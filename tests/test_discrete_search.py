@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ops import Genotype, NB201Genotype, search_space
-from search.config_path import resolve_config, resolve_config_args, shipped_configs
+from configs import resolve_config, resolve_config_args, shipped_configs
 from search.discrete import (Budget, FunctionEvaluator, NB201Space, RandomSearch, RegularizedEvolution, Reinforce,
                              SearchLoop, SizeLimit, TabularEvaluator, mean_std, pareto_front, plot_pareto, run_seeds,
                              summarize)

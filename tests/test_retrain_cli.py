@@ -145,7 +145,7 @@ def test_bad_input_exit_status_of_the_command(case: str, tmp_path: Path) -> None
 
 
 def test_config_names_resolve_to_shipped_files(tmp_path: Path) -> None:
-    from retrain.config_path import resolve_config, resolve_config_args, shipped_configs
+    from configs import resolve_config, resolve_config_args, shipped_configs
 
     assert {"retrain_cifar.yaml", "retrain_imagenet.yaml", "retrain_quick.yaml"} <= set(shipped_configs())
     shipped = resolve_config("retrain_quick")

@@ -8,7 +8,7 @@ from typing import Any, Literal, Optional, Sequence
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 
 from ops import NB201Genotype
-from search.config_path import resolve_config_args
+from configs import resolve_config_args
 from search.discrete.evaluator import TabularEvaluator
 from search.discrete.evolution import RegularizedEvolution
 from search.discrete.loop import Budget, Record, SizeLimit, Strategy
