@@ -1,0 +1,275 @@
+"""One-shot search of the NAS-Bench-201 space on real CIFAR-10, scored by the NAS-Bench-201 table.
+
+Each run searches the NB201 supernet with ``SearchModule`` and a Lightning ``Trainer`` (no CLI) on the CIFAR-10
+training images, split in half (weights / architecture) as in the NAS-Bench-201 paper, and looks up the
+200-epoch CIFAR-10 test accuracy of the cell it returns (``NB201Table``). Methods: DARTS 1st order
+("DARTS-V1") and GDAS, several seeds each (the seed sets the initial weights and alphas and the Gumbel noise;
+the data split is fixed, as the benchmark's cifar10-valid split is).
+
+The paper's search (C=16, N=5 cells per stage, 25k/25k images, 50 epochs, batch 64) costs GPU-hours; the
+defaults here are sized to about 20 minutes of 2-core CPU per DARTS run: C=8, N=1, the first 20,000 training
+images (10,000 / 10,000), 12 epochs, batch 64: 157 steps per epoch, 1,884 steps (a DARTS step, architecture plus
+weight update, measured 0.97 CPU-seconds single-threaded on the project's CPU; GDAS 0.21, as only the sampled op
+runs). Each run prints the table accuracy of its cell after every epoch. Optimizer settings are the paper's: weights SGD
+0.025 cosine -> 0.001, momentum 0.9, wd 5e-4, clip 5; alphas Adam 3e-4 (0.5, 0.999) wd 1e-3; GDAS tau 10 -> 0.1
+over the epochs. References printed beside the results: the table's median over all 15,625 cells (90.75, what a
+random cell scores), the optimum (94.37) and the paper's full-scale results (DARTS-V1 54.30 +- 0.00: the
+collapse to the all-skip cell; GDAS 93.61 +- 0.09).
+
+    python benchmarks/nb201_oneshot.py [--device cpu|cuda] [--methods darts gdas] [--seeds 0 1 2] [--jobs 1]
+    python benchmarks/nb201_oneshot.py --epochs 1 --images 512            # a quick end-to-end check
+    python benchmarks/nb201_oneshot.py --export-subset DIR                 # compact copy of data and table
+
+``--export-subset DIR`` writes ``DIR/cifar10_first<images>.npz`` (the first ``--images`` training images and
+``--export-test`` test images, compressed) and ``DIR/nb201.csv``, small enough to ship to another machine; the
+search then reads only those images (normalisation statistics come from them instead of all 50,000).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import multiprocessing
+import shutil
+import statistics
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+PUBLISHED = {"darts": ("DARTS-V1", 54.30, 0.00), "gdas": ("GDAS", 93.61, 0.09)}
+LABELS = {"darts": "DARTS 1st order", "gdas": "GDAS"}
+PAPER_SCALE = {"channels": 16, "cells": 5, "images": 50000, "epochs": 50, "batch_size": 64}
+OPTIMUM = 94.37
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The settings shared by every run of one benchmark invocation."""
+
+    data: str
+    table: str
+    device: str
+    channels: int
+    cells: int
+    images: int
+    epochs: int
+    batch_size: int
+    val_batches: int
+    workers: int
+    threads: int
+
+
+def _quiet() -> None:
+    """Silence Lightning's banners and the warnings of tiny loaders (the benchmark prints its own lines)."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def search_once(config: SearchConfig, method: str, seed: int) -> dict[str, Any]:
+    """One search run; returns the found cell, its table accuracy, per-epoch cells and timing."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import Callback
+
+    from nasdata import NpzDataModule
+    from search.module import SearchModule
+    from search.nb201_table import NB201Table
+    from search.strategies import strategy_arguments
+    from supernet import NB201SearchNetwork
+
+    _quiet()  # after the imports: importing Lightning sets its loggers' levels
+
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    torch.backends.cudnn.benchmark = config.device == "cuda"  # fixed input sizes: let cuDNN pick kernels
+    table = NB201Table(config.table)
+    trace: list[str] = []
+    clock: dict[str, float] = {}
+
+    class EpochCells(Callback):
+        """Record the cell the architecture stands for after every epoch, and the training time."""
+
+        def on_train_start(self, trainer: L.Trainer, pl_module: SearchModule) -> None:
+            clock["start"] = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer: L.Trainer, pl_module: SearchModule) -> None:
+            trace.append(pl_module.genotype().to_arch_str())
+            val_acc = float(trainer.callback_metrics.get("val_acc", math.nan))
+            print(f"  [{LABELS.get(method, method)} seed {seed}] epoch {len(trace)}/{config.epochs}: "
+                  f"{table.accuracy(trace[-1], 'cifar10', 'test'):6.2f}  {trace[-1]}  (supernet val_acc "
+                  f"{val_acc:.3f}, {time.perf_counter() - clock['start']:.0f} s)", flush=True)
+
+        def on_train_end(self, trainer: L.Trainer, pl_module: SearchModule) -> None:
+            clock["train"] = time.perf_counter() - clock["start"]
+
+    L.seed_everything(seed, verbose=False)
+    strategy_args: dict[str, Any] = {"order": 1} if method == "darts" else {}
+    if "seed" in strategy_arguments(method):
+        strategy_args["seed"] = seed
+    supernet = NB201SearchNetwork(channels=config.channels, cells_per_stage=config.cells, num_classes=10,
+                                  in_channels=3)
+    module = SearchModule(supernet, strategy=method, strategy_args=strategy_args, lr=0.025, lr_min=0.001,
+                          momentum=0.9, weight_decay=5e-4, grad_clip=5.0, arch_lr=3e-4, arch_betas=(0.5, 0.999),
+                          arch_weight_decay=1e-3)
+    data = NpzDataModule(config.data, subset=config.images, search_split=True, train_portion=0.5,
+                         batch_size=config.batch_size, num_workers=config.workers, seed=0)
+    trainer = L.Trainer(accelerator=config.device, devices=1, max_epochs=config.epochs,
+                        limit_val_batches=config.val_batches, num_sanity_val_steps=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[EpochCells()])
+    start = time.perf_counter()
+    trainer.fit(module, data)
+    seconds = time.perf_counter() - start
+    cell = module.genotype().to_arch_str()
+    metrics = trainer.callback_metrics
+    return {
+        "method": method, "seed": seed, "cell": cell, "test_acc": table.accuracy(cell, "cifar10", "test"),
+        "epoch_cells": trace, "epoch_test_acc": [table.accuracy(c, "cifar10", "test") for c in trace],
+        "supernet_val_acc": float(metrics["val_acc"]) if "val_acc" in metrics else math.nan,
+        "seconds": seconds, "train_seconds": clock["train"], "steps_per_epoch": trainer.num_training_batches,
+        "global_step": trainer.global_step,
+    }
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def export_subset(source: Path, table: Path, out_dir: Path, images: int, test_images: int) -> None:
+    """Write the first ``images`` training and ``test_images`` test images (compressed) and the table."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with np.load(source, allow_pickle=False) as npz:
+        arrays = {"x_train": npz["x_train"][:images], "y_train": npz["y_train"][:images],
+                  "x_test": npz["x_test"][:test_images], "y_test": npz["y_test"][:test_images]}
+    target = out_dir / f"cifar10_first{images}.npz"
+    np.savez_compressed(target, **arrays)
+    shutil.copyfile(table, out_dir / "nb201.csv")
+    sizes = ", ".join(f"{p.name} {p.stat().st_size / 2**20:.1f} MiB" for p in (target, out_dir / "nb201.csv"))
+    print(f"wrote {sizes} to {out_dir}")
+
+
+def _describe(config: SearchConfig, methods: list[str], seeds: list[int]) -> str:
+    half = config.images // 2
+    steps = math.ceil(half / config.batch_size)
+    scale = PAPER_SCALE
+    return (f"NB201 one-shot search on CIFAR-10 ({config.data}), device {config.device}\n"
+            f"  methods {', '.join(LABELS.get(m, m) for m in methods)}; seeds {seeds}\n"
+            f"  scaled down from the paper (paper value in brackets): C={config.channels} [{scale['channels']}], "
+            f"N={config.cells} cells per stage [{scale['cells']}], first {config.images} training images = "
+            f"{config.images - half} weights / {half} architecture [{scale['images'] // 2} / "
+            f"{scale['images'] // 2}], {config.epochs} epochs [{scale['epochs']}] of {steps} steps, batch "
+            f"{config.batch_size} [{scale['batch_size']}]; per-epoch validation on {config.val_batches} batches")
+
+
+def _run_line(r: dict[str, Any]) -> str:
+    trajectory = " ".join(f"{a:.1f}" for a in r["epoch_test_acc"])
+    batches = max(1, r["steps_per_epoch"] * len(r["epoch_cells"]))
+    return (f"{LABELS.get(r['method'], r['method']):<16} seed {r['seed']}  {r['test_acc']:6.2f}  {r['cell']}\n"
+            f"{'':<16}   supernet val_acc {r['supernet_val_acc']:.3f}; {r['seconds']:.0f} s in all, "
+            f"{r['train_seconds'] / batches:.2f} s per batch (architecture + weight step, validation included); "
+            f"table acc of the cell after each epoch: {trajectory}")
+
+
+def summary(results: list[dict[str, Any]], methods: list[str], random_median: float) -> str:
+    """The comparison table: mean +- std per method beside the random-cell median and the paper's figures."""
+    lines = [f"{'method':<18}{'found cells (CIFAR-10 test %)':<34}{'published, full scale':<30}",
+             "-" * 82]
+    for method in methods:
+        accs = [r["test_acc"] for r in results if r["method"] == method]
+        if not accs:
+            continue
+        mean, std = mean_std(accs)
+        name, p_mean, p_std = PUBLISHED.get(method, (method, math.nan, math.nan))
+        published = f"{name} {p_mean:.2f} +- {p_std:.2f}" if not math.isnan(p_mean) else "-"
+        lines.append(f"{LABELS.get(method, method):<18}{f'{mean:.2f} +- {std:.2f} (n={len(accs)})':<34}{published}")
+    lines.append(f"{'random cell':<18}{f'{random_median:.2f} (median of the table)':<34}")
+    lines.append(f"{'optimum':<18}{OPTIMUM:.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the flags, run every method x seed, print each run and the summary."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=SHARED / "datasets" / "cifar10.npz",
+                        help="CIFAR-10 .npz (x_train, y_train, x_test, y_test)")
+    parser.add_argument("--table", type=Path, default=SHARED / "benchdata" / "nb201.csv",
+                        help="NAS-Bench-201 200-epoch table")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--methods", nargs="+", default=["darts", "gdas"], help="registered search strategies")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--channels", type=int, default=8, help="C of the supernet (paper: 16)")
+    parser.add_argument("--cells", type=int, default=1, help="N, search cells per stage (paper: 5)")
+    parser.add_argument("--images", type=int, default=20000, help="first N training images, split in half")
+    parser.add_argument("--epochs", type=int, default=12, help="search epochs (paper: 50)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--val-batches", type=int, default=20, help="validation batches per epoch (supernet acc)")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers per loader")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (separate processes)")
+    parser.add_argument("--out", type=Path, default=None, help="write all results as JSON here")
+    parser.add_argument("--export-subset", type=Path, default=None, metavar="DIR",
+                        help="write a compact copy of the first --images training images and the table; exit")
+    parser.add_argument("--export-test", type=int, default=1000, help="test images in the exported subset")
+    args = parser.parse_args(argv)
+
+    if args.export_subset is not None:
+        export_subset(args.data, args.table, args.export_subset, args.images, args.export_test)
+        return 0
+    from search.nb201_table import NB201Table
+    from search.strategies import list_strategies
+
+    unknown = [m for m in args.methods if m not in list_strategies()]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; registered strategies: {', '.join(list_strategies())}")
+    for path, flag in ((args.data, "--data"), (args.table, "--table")):
+        if not path.is_file():
+            parser.error(f"{flag} {path}: no such file")
+    if args.images < 2 or args.epochs < 1 or args.jobs < 1:
+        parser.error("need --images >= 2, --epochs >= 1 and --jobs >= 1")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: no CUDA device available")
+
+    config = SearchConfig(data=str(args.data), table=str(args.table), device=args.device, channels=args.channels,
+                          cells=args.cells, images=args.images, epochs=args.epochs, batch_size=args.batch_size,
+                          val_batches=args.val_batches, workers=args.workers, threads=args.threads)
+    random_median = float(np.median(NB201Table(args.table).column("cifar10_test")))
+    print(_describe(config, args.methods, args.seeds), flush=True)
+    runs = [(m, s) for m in args.methods for s in args.seeds]
+    results: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    if args.jobs == 1:
+        for method, seed in runs:
+            results.append(search_once(config, method, seed))
+            print(_run_line(results[-1]), flush=True)
+    else:
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+            futures = [pool.submit(search_once, config, method, seed) for method, seed in runs]
+            for future in as_completed(futures):
+                results.append(future.result())
+                print(_run_line(results[-1]), flush=True)
+    results.sort(key=lambda r: (args.methods.index(r["method"]), r["seed"]))
+    print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s wall on {args.device} "
+          f"({args.jobs} at a time)\n" + summary(results, args.methods, random_median), flush=True)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"config": asdict(config), "random_median": random_median,
+                                        "results": results}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

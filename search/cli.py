@@ -1,0 +1,304 @@
+"""The command line of one-shot architecture search, on ``LightningCLI`` (``python -m search.darts``).
+
+``--config`` takes a YAML path or the bare name of a shipped config (``cifar.yaml``, ``quickstart``); every value
+can be overridden with a dotted flag (``--trainer.max_epochs 1 --data.subset 512 --model.strategy_args.order 2``)
+and ``--help`` lists them all. Before anything is written the model and the data are built and checked (one batch
+through the supernet, the resume checkpoint read and matched); a bad input ends the program with one line on
+stderr naming the culprit and exit status 2. Only then ``Trainer.fit`` runs and the run folder appears.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import logging
+import os
+import re
+import sys
+import warnings
+from argparse import ArgumentError
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+from search.callbacks import SearchOutputs
+from configs import resolve_config_args
+from search.module import SearchModule, check_trainer_strategy
+from search.strategies import list_strategies, strategy_arguments
+
+EXIT_USAGE = 2
+DEBUG_ENV = "NAS_DEBUG"
+"""Set to 1 to get full tracebacks instead of one-line errors."""
+
+
+class InputError(ValueError):
+    """A problem with what the user gave (config, flags, data, checkpoint): reported as one line."""
+
+
+def _strategies_help() -> str:
+    parts = []
+    for name in list_strategies():
+        args = ", ".join(f"{k}={p.default!r}" if p.default is not p.empty else k
+                         for k, p in strategy_arguments(name).items())
+        parts.append(f"{name}({args})")
+    return ("Search strategies (--model.strategy NAME, their arguments as --model.strategy_args.ARG VALUE): "
+            + "; ".join(parts) + f". Set {DEBUG_ENV}=1 for tracebacks instead of one-line errors.")
+
+
+class SearchCLI(LightningCLI):
+    """LightningCLI for ``SearchModule``: adds ``--resume``, the checkpoint (``--checkpoint.*``) and run-output
+    (``--outputs.*``) callbacks, and feeds the data set's classes and channels into the supernet."""
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, attaching the parser to errors so that they can name the valid options."""
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            err.parser = parser  # type: ignore[attr-defined]
+            raise
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--resume", type=Optional[str], default=None,
+                            help="Continue the search from this checkpoint (.ckpt written by a search run); "
+                                 "the resumed run gets a new run folder.")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": -1,
+                             "checkpoint.every_n_epochs": 1, "checkpoint.save_on_train_epoch_end": True})
+        parser.add_lightning_class_args(SearchOutputs, "outputs")
+        parser.link_arguments("data.num_classes", "model.supernet.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.in_channels", "model.supernet.init_args.in_channels", apply_on="instantiate")
+
+
+# ---- one-line errors ------------------------------------------------------------------------------------------
+_NOISE = ("Does not validate against any of", "Subtypes:", "Errors:", "Given value type:",
+          "Expected a <class 'NoneType'>", "Parser key", "Problem with given class_path")
+
+
+def _tidy(text: str) -> str:
+    return re.sub(r"<class '([\w.]+)'>", r"\1", text).strip().rstrip(":")
+
+
+def _valid_keys(parser: LightningArgumentParser | None, prefix: str) -> list[str]:
+    if parser is None:
+        return []
+    keys = set()
+    for action in parser._actions:  # noqa: SLF001 -- argparse keeps no public list of options
+        dest = getattr(action, "dest", "")
+        if dest.startswith(prefix + "."):
+            keys.add(dest[len(prefix) + 1:].split(".")[0])
+    return sorted(keys)
+
+
+def _class_options(class_path: str) -> list[str]:
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(__import__(module_name, fromlist=[name]), name)
+        return [k for k, p in inspect.signature(cls).parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD,
+                                                                                   p.KEYWORD_ONLY)]
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return []
+
+
+def one_line(error: BaseException, parser: LightningArgumentParser | None = None) -> str:
+    """Condense an error (jsonargparse's nested ones included) into one line naming the culprit."""
+    message = str(error).strip() or type(error).__name__
+    lines = [re.sub(r"^-\s+", "", line.strip()) for line in message.splitlines() if line.strip()]
+    key = re.search(r'Parser key "([^"]+)"', message)
+    class_path = re.search(r"Problem with given class_path '([^']+)'", message)
+    unknown = re.search(r"unrecognized arguments: (\S+)", message)
+    if unknown:
+        flag = unknown.group(1).split("=")[0]
+        prefix = flag.lstrip("-").rpartition(".")[0]
+        valid = _valid_keys(parser, prefix) if prefix else []
+        where = f"; valid under --{prefix}: {', '.join(valid)}" if valid else "; see --help"
+        return f"unknown option {flag}{where}"
+    option = re.search(r"Option '([^']+)' is not accepted", message)
+    if option and class_path:
+        valid = _class_options(class_path.group(1))
+        culprit = f"--{key.group(1)}.{option.group(1)}" if key else repr(option.group(1))
+        return (f"{culprit}: {class_path.group(1)} has no option {option.group(1)!r}"
+                + (f"; valid: {', '.join(valid)}" if valid else ""))
+    group = re.search(r"Group '([^']+)' does not accept option '([^']+)'", message)
+    if group:
+        valid = _valid_keys(parser, group.group(1))
+        return (f"unknown config key {group.group(1)}.{group.group(2)}"
+                + (f"; valid under {group.group(1)}: {', '.join(valid)}" if valid else ""))
+    if lines[0].startswith("Problems parsing config"):  # YAML syntax: keep what and where
+        return " ".join(" ".join(lines).split())
+    causes = [line for line in lines if not line.startswith(_NOISE) and not line.startswith("Given value:")]
+    given = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Given value:")), None)
+    cause = _tidy(causes[0]) if causes else _tidy(lines[-1])
+    if cause.startswith("Expected a") and given is not None and len(given) < 80:
+        cause += f", got {given!r}"
+    if class_path and class_path.group(1) not in cause:
+        cause = f"{class_path.group(1)}: {cause}"
+    if key and not cause.startswith(("--" + key.group(1), key.group(1))):
+        cause = f"--{key.group(1)}: {cause}"
+    if len(causes) > 1 and not cause.startswith("Problems parsing config"):
+        cause += f" ({_tidy(causes[1])})" if len(causes[1]) < 120 else ""
+    return " ".join(cause.split())
+
+
+# ---- checks before anything is written -------------------------------------------------------------------------
+def check_data(datamodule: LightningDataModule, model: SearchModule) -> None:
+    """Build the data, check the search split and push one batch through the supernet (RNG state untouched)."""
+    if not getattr(datamodule, "search_split", True):
+        raise InputError("architecture search needs the two-way search split: set --data.search_split true")
+    with torch.random.fork_rng(devices=[]):
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        loaders = datamodule.train_dataloader()
+        if not (isinstance(loaders, dict) and {"train", "val"} <= set(loaders)):
+            raise InputError("the data module's train_dataloader() must return {'train': ..., 'val': ...} "
+                             "(--data.search_split true)")
+        for part, loader in (("weight-training", loaders["train"]), ("validation (architecture)", loaders["val"])):
+            if len(loader.dataset) == 0:
+                raise InputError(f"the {part} split is empty: raise --data.subset or move --data.train_portion "
+                                 "away from 0 and 1")
+        val = datamodule.val_dataloader()
+        if len(val.dataset) == 0:
+            raise InputError("the validation split is empty: raise --data.subset or lower --data.train_portion")
+        x, y = next(iter(val))
+        supernet = model.supernet
+        was_training = supernet.training
+        supernet.eval()
+        try:
+            with torch.no_grad():
+                logits = supernet(x[:2], model.strategy.eval_weights(model.arch))
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(f"the supernet cannot process the data's images of shape {list(x.shape[1:])}: {first} "
+                             "(fewer --model.supernet.layers or larger images)") from err
+        finally:
+            supernet.train(was_training)
+        if int(y.max()) >= logits.shape[1]:
+            raise InputError(f"label {int(y.max())} but the supernet has {logits.shape[1]} outputs")
+
+
+def check_checkpoint(path: str, model: SearchModule) -> None:
+    """The resume checkpoint must exist, be readable and hold this model's state (same keys and shapes)."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"--resume {path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many kinds for a damaged file
+        raise InputError(f"--resume {path}: not a readable checkpoint ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:120] if str(err) else 'corrupt'})") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "search_strategy" not in checkpoint:
+        raise InputError(f"--resume {path}: not a checkpoint of a search run (no state_dict / search_strategy)")
+    saved_strategy = checkpoint["search_strategy"].get("name")
+    if saved_strategy != model.strategy.name:
+        raise InputError(f"--resume {path}: written by strategy {saved_strategy!r}, this run uses "
+                         f"{model.strategy.name!r}")
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    missing, extra = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+    if missing or extra:
+        culprit = f"lacks {missing[0]}" if missing else f"has unexpected {extra[0]}"
+        raise InputError(f"--resume {path}: the checkpoint does not match this model ({culprit}; "
+                         f"{len(missing)} missing, {len(extra)} unexpected keys): same --model settings?")
+    wrong = [k for k in expected if expected[k] != saved[k]]
+    if wrong:
+        raise InputError(f"--resume {path}: {wrong[0]} has shape {saved[wrong[0]]} in the checkpoint, "
+                         f"{expected[wrong[0]]} in this model: same --model settings?")
+
+
+def check_trainer(trainer: Trainer, model: SearchModule) -> None:
+    """Settings the search cannot run with."""
+    if trainer.max_epochs is None or trainer.max_epochs < 1:
+        raise InputError(f"--trainer.max_epochs must be >= 1 (the cosine schedule spans it), got {trainer.max_epochs}")
+    check_trainer_strategy(trainer.strategy, model.strategy)
+
+
+# ---- entry point ------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _held_output(release: list[bool]) -> Iterator[None]:
+    """Hold back what Lightning prints while the run is built (log records, warnings, stderr): shown afterwards
+    if ``release[0]`` is true, dropped otherwise, so that a bad input prints nothing but its one-line error."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    saved = [(lg, lg.handlers[:], lg.propagate) for lg in loggers]
+    records: list[logging.LogRecord] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    collector = _Collect()
+    for lg in loggers:
+        lg.handlers = [collector]
+        lg.propagate = False
+    stderr = io.StringIO()
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(stderr):
+            warnings.simplefilter("default")
+            yield
+    finally:
+        for lg, handlers, propagate in saved:
+            lg.handlers, lg.propagate = handlers, propagate
+        if release[0]:
+            for record in records:
+                logging.getLogger(record.name).handle(record)
+            for w in caught:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            sys.stderr.write(stderr.getvalue())
+
+
+@contextlib.contextmanager
+def _argv(prog: str, args: Sequence[str]) -> Iterator[None]:
+    saved = sys.argv
+    sys.argv = [prog, *args]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def build_cli(args: Sequence[str], prog: str = "search") -> SearchCLI:
+    """Parse ``args`` (``--config`` names resolved) and instantiate data, model and trainer (``run=False``)."""
+    args = resolve_config_args(list(args))
+    with _argv(prog, args):
+        return SearchCLI(
+            SearchModule, LightningDataModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
+            seed_everything_default=0,
+            trainer_defaults={"logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                                         "init_args": {"save_dir": "runs", "name": "search"}}},
+            parser_kwargs={"exit_on_error": False, "description": __doc__.split("\n\n")[0],
+                           "epilog": _strategies_help()})
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Run a search from command-line arguments; return the exit status (0 on success, 2 on bad input)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or os.path.basename(sys.argv[0] or "search")
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    cli = None
+    release = [True]
+    try:
+        with _held_output(release):
+            try:
+                cli = build_cli(args, prog)
+                model, data, trainer = cli.model, cli.datamodule, cli.trainer
+                check_trainer(trainer, model)
+                check_data(data, model)
+                resume = cli.config.get("resume")
+                if resume:
+                    check_checkpoint(resume, model)
+            except BaseException:
+                release[0] = debug  # bad input: only the one-line error below (everything with NAS_DEBUG=1)
+                raise
+    except (InputError, ValueError, TypeError, FileNotFoundError, ArgumentError, MisconfigurationException,
+            KeyError) as err:
+        if debug:
+            raise
+        parser = getattr(cli, "parser", None) or getattr(err, "parser", None)
+        print(f"{prog}: error: {one_line(err, parser)}", file=sys.stderr)
+        return EXIT_USAGE
+    trainer.fit(model, datamodule=data, ckpt_path=resume or None)
+    return 0

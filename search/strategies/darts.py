@@ -1,0 +1,102 @@
+"""DARTS (Liu et al., ICLR 2019): continuous relaxation, softmax mixing weights, 1st- or 2nd-order gradient."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+from torch.optim import SGD, Optimizer
+
+from ops import Genotype
+from search.hypergrad import functional_loss, second_order_gradient
+from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
+from supernet import ArchParameters, ArchWeights, discretize
+
+
+def sgd_settings(optimizer: Optimizer) -> tuple[float, float, float]:
+    """``(lr, momentum, weight_decay)`` of a single-group plain SGD optimizer (what the virtual step mimics)."""
+    if not isinstance(optimizer, SGD):
+        raise ValueError(f"2nd-order DARTS needs an SGD weight optimizer, got {type(optimizer).__name__}")
+    groups = optimizer.param_groups
+    keys = ("lr", "momentum", "weight_decay")
+    if any(tuple(g[k] for k in keys) != tuple(groups[0][k] for k in keys) for g in groups):
+        raise ValueError("2nd-order DARTS needs one lr / momentum / weight decay for all weights")
+    if any(g.get("nesterov") or g.get("dampening") for g in groups):
+        raise ValueError("2nd-order DARTS mimics SGD without Nesterov and dampening")
+    return float(groups[0]["lr"]), float(groups[0]["momentum"]), float(groups[0]["weight_decay"])
+
+
+def supernet_genotype(supernet: nn.Module, probabilities: dict[str, Tensor],
+                      edge_weights: dict[str, Tensor] | None = None) -> Genotype:
+    """Discretize per-cell op probabilities with the rule of the supernet's space (``supernet.space``)."""
+    space = getattr(supernet, "space", None)
+    kwargs: dict[str, Any] = {}
+    if space == "darts":
+        kwargs = {"steps": supernet.steps, "multiplier": supernet.multiplier}
+    if edge_weights is not None:
+        kwargs["edge_weights"] = edge_weights
+    return discretize(space, probabilities, supernet.candidates, **kwargs)
+
+
+@register_strategy("darts")
+class DartsStrategy(SearchStrategy):
+    """DARTS: every edge mixes all ops with ``softmax(alpha)``; alphas follow the gradient of the validation
+    loss, to 1st order (``order=1``: at the current weights) or 2nd order (``order=2``: through one virtual
+    SGD step of the weights, finite-difference Hessian-vector product).
+
+    Args:
+        order: 1 (first-order approximation) or 2 (unrolled, second order).
+        init_scale: alphas start as ``init_scale * randn``.
+        r: 2nd order: finite-difference scale, ``eps = r / ||grad_w' L_val(w')||``.
+    """
+
+    def __init__(self, order: int = 1, init_scale: float = 1e-3, r: float = 0.01) -> None:
+        if order not in (1, 2):
+            raise ValueError(f"DARTS order must be 1 or 2, got {order} (--model.strategy_args.order)")
+        if r <= 0:
+            raise ValueError(f"DARTS finite-difference scale r must be > 0, got {r}")
+        self.order = order
+        self.init_scale = init_scale
+        self.r = r
+
+    def build_arch(self, supernet: nn.Module) -> ArchParameters:
+        """``[num_edges, num_ops]`` alphas per cell type of ``supernet``."""
+        return ArchParameters.for_network(supernet, init_scale=self.init_scale)
+
+    def weights(self, arch: nn.Module) -> ArchWeights:
+        """``softmax(alpha)`` per cell type."""
+        return arch.weights()
+
+    def probabilities(self, arch: nn.Module) -> dict[str, Tensor]:
+        """Detached ``softmax(alpha)`` per cell type."""
+        return arch.probabilities()
+
+    def genotype(self, arch: nn.Module, supernet: nn.Module) -> Genotype:
+        """The DARTS rule (2 strongest non-``none`` inputs per node) or NB201 argmax, by the supernet's space."""
+        return supernet_genotype(supernet, self.probabilities(arch))
+
+    def arch_step(self, ctx: ArchStepContext) -> dict[str, Tensor]:
+        """One Adam step of the alphas on the gradient of the validation loss (1st or 2nd order)."""
+        if ctx.optimizer is None:
+            raise RuntimeError("DARTS needs an architecture optimizer")
+        x_val, y_val = ctx.val_batch
+        ctx.optimizer.zero_grad()
+        if self.order == 1:
+            loss = ctx.criterion(ctx.supernet(x_val, self.weights(ctx.arch)), y_val)
+            ctx.backward(loss)
+            ctx.optimizer.step()
+            return {"arch_loss": loss.detach()}
+        lr, momentum, weight_decay = sgd_settings(ctx.weight_optimizer)
+        params = {n: p for n, p in ctx.supernet.named_parameters() if p.requires_grad}
+        state = ctx.weight_optimizer.state
+        buffers = {n: state[p].get("momentum_buffer") for n, p in params.items() if p in state}
+        alphas = [p for p in ctx.arch.parameters() if p.requires_grad]
+        x_train, y_train = ctx.train_batch
+        train_loss = functional_loss(ctx.supernet, lambda: (x_train, self.weights(ctx.arch)), y_train, ctx.criterion)
+        val_loss = functional_loss(ctx.supernet, lambda: (x_val, self.weights(ctx.arch)), y_val, ctx.criterion)
+        grads, loss = second_order_gradient(train_loss, val_loss, params, alphas, lr=lr, momentum=momentum,
+                                      weight_decay=weight_decay, momentum_buffers=buffers, r=self.r,
+                                      reduce=ctx.reduce)
+        for alpha, grad in zip(alphas, grads):
+            alpha.grad = grad.to(alpha.dtype)
+        ctx.optimizer.step()
+        return {"arch_loss": loss}
