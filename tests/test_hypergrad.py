@@ -15,6 +15,15 @@ from search.hypergrad import (
 from supernet import ArchParameters, DartsSearchNetwork
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is fastest, and immune to oversubscription on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _setup(seed: int = 0):
     torch.manual_seed(seed)
     net = DartsSearchNetwork(channels=4, layers=3, steps=2, multiplier=2, num_classes=3, in_channels=1).double()

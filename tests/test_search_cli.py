@@ -13,6 +13,15 @@ import torch
 from ops import Genotype
 from search.cli import build_cli, main
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is fastest, and immune to oversubscription on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--config", "quickstart.yaml", "--trainer.max_epochs", "1", "--data.subset", "64", "--data.batch_size", "16",
         "--model.supernet.channels", "4", "--model.supernet.layers", "3", "--model.supernet.steps", "2",
@@ -104,7 +113,7 @@ def test_bad_input_gives_one_line(tmp_path, monkeypatch, capsys, extra, needles)
 def test_bad_input_subprocess(tmp_path):
     """A real process: exit status 2 and nothing on stderr but the error (Lightning's own messages held back)."""
     extra, needle = ["--data.subset", "1"], "--data.subset"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "search.darts", *TINY, *extra], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2

@@ -4,12 +4,22 @@ from __future__ import annotations
 import hashlib
 
 import lightning as L
+import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
 from nasdata import DigitsDataModule
 from search.module import SearchModule
 from supernet import DartsSearchNetwork
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is fastest, and immune to oversubscription on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class RankAgreement(Callback):
@@ -52,7 +62,7 @@ class OrderSchedule(SearchModule):
         return tensors if self.current_epoch == 2 else super().reduce_mean(tensors)
 
 
-def _ddp_run(module_class, epochs: int) -> dict[str, float]:
+def _ddp_run(module_class: type[SearchModule], epochs: int) -> dict[str, float]:
     L.seed_everything(0)
     net = DartsSearchNetwork(channels=4, layers=3, steps=2, multiplier=2, num_classes=10, in_channels=1)
     module = module_class(net, strategy_args={"order": 2}, arch_lr=3e-2)
@@ -76,8 +86,6 @@ def test_ddp_ranks_hold_identical_alphas_and_genotype_first_and_second_order():
         assert m[f"weights_equal_{epoch}"] == 1.0
         assert m[f"genotype_equal_{epoch}"] == 1.0
         assert m[f"fp_min_{epoch}"] == m[f"fp_max_{epoch}"]
-
-
     # the checks have teeth: without all-reducing the autograd.grad gradients (epoch 2) the ranks drift apart
     assert m["order_2"] == 2
     assert m["alphas_equal_2"] == 0.0 and m["alpha_rank_diff_2"] > 0.0
