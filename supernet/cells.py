@@ -7,8 +7,13 @@ import torch
 from torch import Tensor, nn
 
 from ops import NB201_EDGES, FactorizedReduce, ReLUConvBN
+from supernet.fused import fused_cell_forward
 from supernet.mixed_op import MixedOp
 from supernet.weights import CellWeights
+
+IMPLS = ("fused", "reference")
+"""Cell forward implementations: ``fused`` (``supernet.fused``, same function, faster, less memory) and
+``reference`` (each candidate op computed separately and weighted-summed, as in the original DARTS)."""
 
 
 def _check_cell_weights(weights: CellWeights, num_edges: int, num_ops: int, cell: str) -> list[int] | None:
@@ -31,12 +36,20 @@ class DartsSearchCell(nn.Module):
     ``steps`` intermediate nodes sums all earlier nodes through one ``MixedOp`` each (edge order: for node
     ``i``, inputs ``j = 0 .. i + 1``); the output concatenates the last ``multiplier`` intermediate nodes.
     In a reduction cell the edges leaving the two inputs have stride 2.
+
+    ``impl`` picks the forward (see ``IMPLS``); both use the same modules and parameters. The fused forward
+    falls back to the reference one when ``weights.active`` is given (sampling strategies run one op per edge);
+    ``recompute`` is its activation recomputation (see ``DartsSearchNetwork``).
     """
 
     def __init__(self, steps: int, multiplier: int, c_prev_prev: int, c_prev: int, channels: int,
                  reduction: bool, reduction_prev: bool, candidates: Sequence[str],
-                 partial_channels: int = 1) -> None:
+                 partial_channels: int = 1, impl: str = "fused", recompute: bool = True) -> None:
         super().__init__()
+        if impl not in IMPLS:
+            raise ValueError(f"unknown cell implementation {impl!r}; valid: {', '.join(IMPLS)}")
+        self.impl = impl
+        self.recompute = recompute
         self.steps = steps
         self.multiplier = multiplier
         self.reduction = reduction
@@ -59,6 +72,8 @@ class DartsSearchCell(nn.Module):
         """Run the cell with mixing weights ``weights.ops`` (and optional edge weights / active ops)."""
         cell = "reduce" if self.reduction else "normal"
         active = _check_cell_weights(weights, self.num_edges, self.num_ops, cell)
+        if self.impl == "fused" and active is None:
+            return fused_cell_forward(self, s0, s1, weights, self.recompute)
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.steps):

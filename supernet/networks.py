@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import torch
 from torch import Tensor, nn
 
 from ops import check_op, search_space
-from supernet.cells import DartsSearchCell, NB201SearchCell, ResNetBasicBlock
+from supernet.cells import IMPLS, DartsSearchCell, NB201SearchCell, ResNetBasicBlock
+from supernet.fused_bn import module_batch_norm
 from supernet.weights import ArchWeights, CellWeights
 
 
@@ -37,16 +39,26 @@ def _cell_weights(weights: ArchWeights, cell: str, owner: str) -> CellWeights:
 class DartsSearchNetwork(nn.Module):
     """The DARTS search network: stem (conv 3x3 + BN, ``stem_multiplier * channels``), ``layers`` search
     cells with reductions at ``layers // 3`` and ``2 * layers // 3`` (channels double there), global
-    average pooling and a linear classifier. ``forward(x, weights)`` takes ``{"normal": ..., "reduce": ...}``."""
+    average pooling and a linear classifier. ``forward(x, weights)`` takes ``{"normal": ..., "reduce": ...}``.
+
+    ``impl="fused"`` (default) evaluates the cells with ``supernet.fused`` (channels-last, work shared by the
+    edges leaving a node, batched convolutions); ``impl="reference"`` computes every candidate op separately,
+    as the original DARTS. Both compute the same function with the same parameters (one ``state_dict``).
+    ``recompute`` (fused only): each convolution stage of the conv candidates keeps only its input and BatchNorm
+    statistics for the backward pass and recomputes its two convolutions there (``supernet.fused_stage``), for a
+    fraction of the activation memory at ~15 % more step time. ``set_impl`` switches both on a built network."""
 
     space = "darts"
     cell_types = ("normal", "reduce")
 
     def __init__(self, channels: int = 16, layers: int = 8, steps: int = 4, multiplier: int = 4,
                  stem_multiplier: int = 3, num_classes: int = 10, in_channels: int = 3,
-                 candidates: Sequence[str] = search_space("darts"), partial_channels: int = 1) -> None:
+                 candidates: Sequence[str] = search_space("darts"), partial_channels: int = 1,
+                 impl: str = "fused", recompute: bool = True) -> None:
         super().__init__()
         owner = "DartsSearchNetwork"
+        if impl not in IMPLS:
+            raise ValueError(f"{owner}: unknown impl {impl!r}; valid: {', '.join(IMPLS)}")
         _check_positive(owner, channels=channels, steps=steps, multiplier=multiplier,
                         stem_multiplier=stem_multiplier, num_classes=num_classes, in_channels=in_channels,
                         partial_channels=partial_channels)
@@ -72,18 +84,34 @@ class DartsSearchNetwork(nn.Module):
             if reduction:
                 c_curr *= 2
             cells.append(DartsSearchCell(steps, multiplier, c_prev_prev, c_prev, c_curr, reduction,
-                                         reduction_prev, self.candidates, partial_channels))
+                                         reduction_prev, self.candidates, partial_channels, impl, recompute))
             reduction_prev = reduction
             c_prev_prev, c_prev = c_prev, multiplier * c_curr
         self.cells = nn.ModuleList(cells)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
+        self.impl = impl
+        self.recompute = recompute
+
+    def set_impl(self, impl: str, recompute: bool | None = None) -> "DartsSearchNetwork":
+        """Switch every cell to the ``fused`` or the ``reference`` forward (and set ``recompute`` unless None);
+        returns the network."""
+        if impl not in IMPLS:
+            raise ValueError(f"DartsSearchNetwork: unknown impl {impl!r}; valid: {', '.join(IMPLS)}")
+        self.impl = impl
+        self.recompute = self.recompute if recompute is None else recompute
+        for cell in self.cells:
+            cell.impl, cell.recompute = impl, self.recompute
+        return self
 
     def forward(self, x: Tensor, weights: ArchWeights) -> Tensor:
         """Logits ``[N, num_classes]`` of images ``x`` under architecture weights ``weights``."""
         normal = _cell_weights(weights, "normal", "DartsSearchNetwork")
         reduce = _cell_weights(weights, "reduce", "DartsSearchNetwork")
-        s0 = s1 = self.stem(x)
+        if self.impl == "fused":
+            s0 = s1 = module_batch_norm(self.stem[1], self.stem[0](x.contiguous(memory_format=torch.channels_last)))
+        else:
+            s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
         return self.classifier(self.global_pooling(s1).flatten(1))

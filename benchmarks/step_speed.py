@@ -1,0 +1,266 @@
+"""Speed and peak memory of a full DARTS search step, reference vs fused supernet, in one run.
+
+A step is what ``SearchModule.training_step`` does, without Lightning: the architecture step of
+``search.strategies.DartsStrategy`` (1st or 2nd order, Adam on the alphas) on a validation batch, then the weight
+step (SGD, momentum 0.9, weight decay 3e-4, gradient clipping 5) on a training batch; random 32x32x3 images.
+Both supernet implementations share one network (``set_impl`` switches the forward; the parameters are the same),
+and their steps are interleaved, so that machine load slows both alike; the speed-up is the ratio of median
+step times.
+
+Peak memory of a step:
+
+* CPU (a fresh process per configuration and variant): the growth of the resident set during one step -- the
+  peak RSS of the step (``VmHWM``, reset through
+  ``/proc/self/clear_refs`` after a warm-up step) minus the RSS just before it. glibc keeps freed heap memory,
+  which would hide the step's allocations, so the process runs with a fixed ``MALLOC_MMAP_THRESHOLD_`` (large
+  tensors come from ``mmap`` and go back at ``free``): the figure is the memory the step really holds at its peak
+  (activations, gradients, temporary copies), not what the allocator happened to cache.
+* CUDA: ``torch.cuda.max_memory_allocated`` during a step minus the allocation before it (in the timing
+  process: the allocator's peak counter is exact and resettable).
+
+The last column estimates a 50-epoch CIFAR-10 search (25k training + 25k validation images per epoch): 50 x
+ceil(25000 / batch) x (step time + one no-grad validation forward of a batch).
+
+    python benchmarks/step_speed.py                           # CPU: both configs, orders 1 and 2, memory
+    python benchmarks/step_speed.py --scaling                 # + step time vs ops / nodes / batch size
+    python benchmarks/step_speed.py --device cuda --bf16 --channels-last --steps 10
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from ops import search_space  # noqa: E402
+from search.strategies.base import ArchStepContext  # noqa: E402
+from search.strategies.darts import DartsStrategy  # noqa: E402
+from supernet import DartsSearchNetwork  # noqa: E402
+
+CONFIGS = {"paper": dict(channels=16, layers=8, batch=64), "small": dict(channels=8, layers=5, batch=32)}
+IMPLS = ("reference", "fused")
+VARIANTS = {"reference": ("reference", False), "fused": ("fused", True), "fused-keep": ("fused", False)}
+"""Benchmarked variants: ``(impl, recompute)``; ``fused-keep`` keeps all activations (no recomputation)."""
+
+
+class Search:
+    """A supernet with its DARTS strategy, alphas, both optimizers and a fixed pair of batches."""
+
+    def __init__(self, channels: int, layers: int, batch: int, order: int, device: str, steps: int = 4,
+                 candidates: tuple[str, ...] = search_space("darts"), bf16: bool = False,
+                 channels_last: bool = False, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.net = DartsSearchNetwork(channels, layers, steps=steps, multiplier=steps, candidates=candidates).to(device)
+        self.strategy = DartsStrategy(order=order)
+        self.arch = self.strategy.build_arch(self.net).to(device)
+        self.w_opt = torch.optim.SGD(self.net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
+        self.a_opt = torch.optim.Adam(self.arch.parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.net.to(memory_format=fmt)
+        self.batches = [(torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=fmt),
+                         torch.randint(0, 10, (batch,), device=device)) for _ in range(2)]
+        self.device, self.bf16 = device, bf16
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+
+    def step(self, variant: str) -> None:
+        """Architecture step on the validation batch, then weight step on the training batch."""
+        self.net.set_impl(*VARIANTS[variant])
+        train, val = self.batches
+        with self.autocast():
+            ctx = ArchStepContext(supernet=self.net, arch=self.arch, optimizer=self.a_opt,
+                                  weight_optimizer=self.w_opt, train_batch=train, val_batch=val,
+                                  criterion=F.cross_entropy, backward=lambda loss: loss.backward(),
+                                  reduce=lambda tensors: tensors)
+            self.strategy.arch_step(ctx)
+            loss = F.cross_entropy(self.net(train[0], self.strategy.weights(self.arch)), train[1])
+        self.w_opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
+        self.w_opt.step()
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(search: Search, steps: int, variants: tuple[str, ...]) -> dict[str, float]:
+    """Median seconds per step of each variant, steps interleaved (after one warm-up step each)."""
+    for variant in variants:
+        search.step(variant)
+    times: dict[str, list[float]] = {variant: [] for variant in variants}
+    for _ in range(steps):
+        for variant in variants:
+            times[variant].append(timed(lambda: search.step(variant)))
+    return {variant: statistics.median(t) for variant, t in times.items()}
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def cuda_step_memory(search: Search, variant: str) -> float:
+    """Peak CUDA memory (MiB) allocated during one step above the allocation before it."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    search.step(variant)
+    return (torch.cuda.max_memory_allocated() - before) / 2 ** 20
+
+
+def cpu_step_memory(spec: dict[str, Any], variant: str) -> float:
+    """Peak RSS growth (MiB) during one step after a warm-up step; call in a fresh process (see the docstring)."""
+    search = Search(**spec)
+    search.step(variant)  # warm-up: optimizer state, kernel caches
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    before = _status_kib("VmRSS")
+    search.step(variant)
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def memory_in_subprocess(spec: dict[str, Any], variant: str, threads: int) -> float:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", OMP_NUM_THREADS=str(threads))
+    job = json.dumps({"spec": spec, "variant": variant})
+    out = subprocess.run([sys.executable, __file__, "--memory-worker", job, "--threads", str(threads)], env=env,
+                         check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def eval_forward_time(search: Search, variant: str, reps: int = 3) -> float:
+    """Median seconds of a no-grad eval-mode forward of one batch (per-epoch validation)."""
+    search.net.set_impl(*VARIANTS[variant]).eval()
+    x = search.batches[1][0]
+    weights = search.strategy.weights(search.arch)
+
+    def forward() -> None:
+        with torch.no_grad(), search.autocast():
+            search.net(x, weights)
+        if search.device == "cuda":
+            torch.cuda.synchronize()
+
+    forward()
+    result = statistics.median(timed(forward) for _ in range(reps))
+    search.net.train()
+    return result
+
+
+def check_same_math(args: argparse.Namespace) -> None:
+    """Print the largest differences between the two implementations: logits, loss, weight and alpha gradients of
+    the same network on the same batch (float32 on the benchmark device)."""
+    cfg = CONFIGS["small"]
+    search = Search(cfg["channels"], cfg["layers"], cfg["batch"], 1, args.device, bf16=args.bf16,
+                    channels_last=args.channels_last)
+    x, y = search.batches[0]
+    results = {}
+    for impl in IMPLS:
+        search.net.set_impl(impl)
+        search.net.zero_grad()
+        search.arch.zero_grad()
+        with search.autocast():
+            logits = search.net(x, search.strategy.weights(search.arch))
+            loss = F.cross_entropy(logits, y)
+        loss.backward()
+        grads = [p.grad for p in [*search.net.parameters(), *search.arch.parameters()]]
+        results[impl] = (logits.detach().float(), loss.detach().float(), torch.cat([g.flatten() for g in grads]))
+    (l1, s1, g1), (l2, s2, g2) = results.values()
+    print(f"same math (small config, fused vs reference): max |logits diff| {(l1 - l2).abs().max():.2e}, "
+          f"|loss diff| {(s1 - s2).abs():.2e}, max |grad diff| / max |grad| "
+          f"{(g1 - g2).abs().max() / g2.abs().max():.2e}", flush=True)
+
+
+def main_table(args: argparse.Namespace) -> None:
+    variants = ("reference", "fused") + (("fused-keep",) if args.keep else ())
+    print(f"{'config':7} {'order':>5} {'variant':>10} {'s/step':>8} {'img/s':>7} {'peak MiB':>9} "
+          f"{'speed-up':>9} {'memory':>7}   50 epochs (h)")
+    for name in args.configs:
+        cfg = CONFIGS[name]
+        for order in args.orders:
+            spec = dict(channels=cfg["channels"], layers=cfg["layers"], batch=cfg["batch"], order=order,
+                        device=args.device, bf16=args.bf16, channels_last=args.channels_last)
+            search = Search(**spec)
+            times = interleaved(search, args.steps, variants)
+            if not args.memory:
+                mem = {v: float("nan") for v in variants}
+            elif args.device == "cuda":
+                mem = {v: cuda_step_memory(search, v) for v in variants}
+            else:
+                mem = {v: memory_in_subprocess(spec, v, args.threads) for v in variants}
+            for v in variants:
+                # an epoch: 25k training images in steps of `batch`, plus validation forwards over 25k images
+                steps = -(-25_000 // cfg["batch"])
+                hours = 50 * steps * (times[v] + eval_forward_time(search, v)) / 3600
+                print(f"{name:7} {order:>5} {v:>10} {times[v]:8.3f} {cfg['batch'] / times[v]:7.1f} {mem[v]:9.0f} "
+                      f"{times['reference'] / times[v]:8.2f}x {mem[v] / mem['reference']:6.2f}x   {hours:8.1f}",
+                      flush=True)
+
+
+def scaling_rows() -> Iterator[tuple[str, dict[str, Any]]]:
+    base = dict(channels=8, layers=5, batch=32, order=1)
+    darts = search_space("darts")
+    for ops in (("none", "skip_connect"), ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3"), darts):
+        yield f"ops={len(ops)}", dict(base, candidates=ops)
+    for steps in (2, 3, 4, 5):
+        yield f"nodes={steps}", dict(base, steps=steps)
+    for batch in (16, 32, 64):
+        yield f"batch={batch}", dict(base, batch=batch)
+
+
+def scaling_table(args: argparse.Namespace) -> None:
+    print("\n1st-order step time vs search-space size (C=8, 5 cells, 4 nodes, 8 ops, batch 32 unless varied)")
+    print(f"{'varied':10} {'reference s':>12} {'fused s':>8} {'speed-up':>9}")
+    for label, spec in scaling_rows():
+        times = interleaved(Search(**spec, device=args.device, bf16=args.bf16, channels_last=args.channels_last),
+                            args.scaling_steps, ("reference", "fused"))
+        print(f"{label:10} {times['reference']:12.3f} {times['fused']:8.3f} "
+              f"{times['reference'] / times['fused']:8.2f}x", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--orders", nargs="+", type=int, default=[1, 2], choices=[1, 2])
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per implementation (after a warm-up)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last input and reference weights")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory runs")
+    parser.add_argument("--keep", action="store_true", help="also the fused variant without recomputation")
+    parser.add_argument("--scaling", action="store_true", help="also time the step against ops/nodes/batch size")
+    parser.add_argument("--scaling-steps", type=int, default=2)
+    parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.memory_worker:
+        job = json.loads(args.memory_worker)
+        print(cpu_step_memory(job["spec"], job["variant"]))
+        return
+    print(f"device={args.device} threads={args.threads} bf16={args.bf16} channels_last={args.channels_last} "
+          f"torch={torch.__version__}")
+    check_same_math(args)
+    main_table(args)
+    if args.scaling:
+        scaling_table(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""The fused supernet forward computes the same function as the reference (per-op) one: outputs, losses, weight
+and architecture gradients (1st and 2nd order), running statistics; in float64 for tight tolerances."""
+from __future__ import annotations
+
+import copy
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import supernet.cells
+from ops import search_space
+from search.hypergrad import exact_second_order_gradient, functional_loss, second_order_gradient
+from supernet import ArchParameters, CellWeights, DartsSearchNetwork
+from supernet.dwconv import depthwise_conv2d
+from supernet.fused import fused_cell_forward
+
+TOL = dict(rtol=1e-9, atol=1e-11)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def _net(**kwargs) -> DartsSearchNetwork:
+    spec = dict(channels=4, layers=3, steps=3, multiplier=3, num_classes=5)
+    return DartsSearchNetwork(**{**spec, **kwargs}).double()
+
+
+def _data(n: int = 3, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(n, 3, size, size, dtype=torch.float64), torch.randint(0, 5, (n,))
+
+
+def _loss_and_grads(net: nn.Module, arch: ArchParameters, x: torch.Tensor, y: torch.Tensor
+                    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    net.zero_grad()
+    arch.zero_grad()
+    loss = F.cross_entropy(net(x, arch.weights()), y)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in net.parameters()], [p.grad.clone() for p in arch.parameters()]
+
+
+# ---------------------------------------------------------------- depthwise convolution
+
+@pytest.mark.parametrize("k, dilation, stride, size, channels_last",
+                         list(itertools.product([3, 5], [1, 2], [1, 2], [8, 7], [False, True])))
+def test_depthwise_conv_matches_conv2d(k: int, dilation: int, stride: int, size: int, channels_last: bool) -> None:
+    padding = dilation * (k - 1) // 2
+    x = torch.randn(2, 3, size, size, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    w = torch.randn(3, 1, k, k, dtype=torch.float64, requires_grad=True)
+    out = depthwise_conv2d(x, w, stride, padding, dilation)
+    expected = F.conv2d(x, w, None, stride, padding, dilation, 3)
+    torch.testing.assert_close(out, expected, **TOL)
+    g = torch.randn_like(expected)
+    for a, b in zip(torch.autograd.grad(out, (x, w), g), torch.autograd.grad(expected, (x, w), g)):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("dilation, stride", [(1, 1), (2, 1), (2, 2), (1, 2)])
+def test_depthwise_conv_double_backward(dilation: int, stride: int) -> None:
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda a, b: depthwise_conv2d(a, b, stride, dilation, dilation), (x, w))
+
+
+# ---------------------------------------------------------------- whole supernet, 1st order
+
+@pytest.mark.parametrize("partial_channels, edge_betas, recompute",
+                         [(1, False, True), (1, False, False), (2, True, True), (1, True, False)])
+def test_fused_equals_reference(partial_channels: int, edge_betas: bool, recompute: bool,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(supernet.cells, "fused_cell_forward",
+                        lambda *args: calls.append(1) or fused_cell_forward(*args))
+    net = _net(partial_channels=partial_channels, recompute=recompute)
+    arch = ArchParameters.for_network(net, edge_betas=edge_betas, init_scale=1.0).double()
+    x, y = _data()
+    ref = copy.deepcopy(net).set_impl("reference")
+    ref_arch = copy.deepcopy(arch)
+    for _ in range(2):  # the second pass starts from the running statistics the first one left
+        loss, w_grads, a_grads = _loss_and_grads(net, arch, x, y)
+        ref_loss, ref_w_grads, ref_a_grads = _loss_and_grads(ref, ref_arch, x, y)
+        torch.testing.assert_close(loss, ref_loss, **TOL)
+        for a, b in zip(w_grads + a_grads, ref_w_grads + ref_a_grads):
+            torch.testing.assert_close(a, b, **TOL)
+        assert all(torch.count_nonzero(g) > 0 for g in a_grads)
+        for (name, a), (_, b) in zip(net.state_dict().items(), ref.state_dict().items()):
+            torch.testing.assert_close(a, b, **TOL, msg=name)
+    net.eval()
+    ref.eval()
+    torch.testing.assert_close(net(x, arch.weights()), ref(x, ref_arch.weights()), **TOL)
+    assert len(calls) == 3 * len(net.cells)  # the fused forward ran (and only for `net`)
+
+
+@pytest.mark.parametrize("candidates", [
+    ("none", "skip_connect"),
+    ("none",),
+    ("max_pool_3x3", "sep_conv_7x7", "conv_7x1_1x7", "dil_conv_5x5"),
+])
+def test_fused_equals_reference_on_other_candidate_sets(candidates: tuple[str, ...]) -> None:
+    net = _net(candidates=candidates, layers=4)
+    arch = ArchParameters.for_network(net, init_scale=1.0).double()
+    x, y = _data()
+    ref = copy.deepcopy(net).set_impl("reference")
+    loss, w_grads, a_grads = _loss_and_grads(net, arch, x, y)
+    ref_loss, ref_w_grads, ref_a_grads = _loss_and_grads(ref, arch, x, y)
+    torch.testing.assert_close(loss, ref_loss, **TOL)
+    for a, b in zip(w_grads + a_grads, ref_w_grads + ref_a_grads):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_per_edge_pool_statistics_are_kept_apart() -> None:
+    # Sampling strategies update only the chosen op's BatchNorm, so the pooling BatchNorms of the edges leaving a
+    # node can differ; the fused path must update and use each edge's own running statistics.
+    net = _net()
+    with torch.no_grad():
+        for name, buf in net.named_buffers():
+            if "running" in name:
+                buf.copy_(torch.rand_like(buf) + 0.5)
+    arch = ArchParameters.for_network(net, init_scale=1.0).double()
+    x, _ = _data()
+    ref = copy.deepcopy(net).set_impl("reference")
+    net(x, arch.weights())
+    ref(x, arch.weights())
+    for (name, a), (_, b) in zip(net.state_dict().items(), ref.state_dict().items()):
+        torch.testing.assert_close(a, b, **TOL, msg=name)
+    net.eval()
+    ref.eval()
+    torch.testing.assert_close(net(x, arch.weights()), ref(x, arch.weights()), **TOL)
+
+
+def test_sampled_path_and_one_hot_weights() -> None:
+    net = _net()
+    ref = copy.deepcopy(net).set_impl("reference")
+    x, _ = _data()
+    num_ops = net.num_ops
+    active = {c: torch.randint(0, num_ops, (net.num_edges,)) for c in net.cell_types}
+    ops = {c: F.one_hot(active[c], num_ops).double().requires_grad_(True) for c in net.cell_types}
+    for use_active in (True, False):
+        weights = {c: CellWeights(ops=ops[c], active=active[c] if use_active else None) for c in net.cell_types}
+        out, expected = net(x, weights), ref(x, weights)
+        torch.testing.assert_close(out, expected, **TOL)
+        grads = torch.autograd.grad(out.sum(), list(ops.values()))
+        expected_grads = torch.autograd.grad(expected.sum(), list(ops.values()))
+        for a, b in zip(grads, expected_grads):
+            torch.testing.assert_close(a, b, **TOL)
+
+
+def test_state_dict_is_shared_by_both_implementations() -> None:
+    fused = _net(impl="fused")
+    reference = _net(impl="reference")
+    reference.load_state_dict(fused.state_dict())
+    assert list(fused.state_dict()) == list(reference.state_dict())
+    with pytest.raises(ValueError, match="unknown impl 'fast'"):
+        _net(impl="fast")
+
+
+# ---------------------------------------------------------------- 2nd order
+
+def _second_order(net: DartsSearchNetwork, arch: ArchParameters, exact: bool) -> list[torch.Tensor]:
+    (x_train, y_train), (x_val, y_val) = _data(), _data()
+    params = dict(net.named_parameters())
+    buffers = {n: 0.1 * torch.randn_like(p) for n, p in params.items()}
+    alphas = list(arch.parameters())
+    train = functional_loss(net, lambda: (x_train, arch.weights()), y_train, F.cross_entropy)
+    val = functional_loss(net, lambda: (x_val, arch.weights()), y_val, F.cross_entropy)
+    kwargs = dict(lr=0.1, momentum=0.9, weight_decay=3e-4, momentum_buffers=buffers)
+    if exact:
+        return exact_second_order_gradient(train, val, params, alphas, **kwargs)
+    return second_order_gradient(train, val, params, alphas, **kwargs)[0]
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_second_order_gradient_equal(exact: bool) -> None:
+    net = _net(steps=2, multiplier=2) if exact else _net()
+    arch = ArchParameters.for_network(net, init_scale=1.0).double()
+    grads = {}
+    for impl in ("fused", "reference"):
+        torch.manual_seed(1)
+        grads[impl] = _second_order(net.set_impl(impl), arch, exact)
+    for a, b in zip(grads["fused"], grads["reference"]):
+        assert torch.count_nonzero(a) > 0
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+
+
+def test_default_is_fused_with_recompute() -> None:
+    net = DartsSearchNetwork(channels=4, layers=3)
+    assert net.impl == "fused" and net.recompute
+    assert all(cell.impl == "fused" for cell in net.cells)
+    assert search_space("darts") == net.candidates
