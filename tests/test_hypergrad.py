@@ -15,14 +15,6 @@ from search.hypergrad import (
 from supernet import ArchParameters, DartsSearchNetwork
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and immune to oversubscription on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _setup(seed: int = 0):
     torch.manual_seed(seed)

@@ -13,14 +13,6 @@ from ops import registry
 C = 8  # channels of the shape tests (even: FactorizedReduce splits them in two)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """The tensors here are tiny: intra-op threads only add contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _input(channels: int = C, size: int = 8, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)

@@ -24,14 +24,6 @@ TINY = ["--config", "retrain_quick", "--model.channels", "4", "--model.layers", 
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread (and do not stall when the cores are busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _versions(root: Path) -> list[Path]:
     return sorted((root / "lightning_logs").glob("version_*"))

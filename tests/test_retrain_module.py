@@ -14,14 +14,6 @@ from retrain.module import RetrainModule
 pytestmark = pytest.mark.filterwarnings("ignore:.*LeafSpec.*", "ignore:.*self.log.*")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread (and do not stall when the cores are busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class Recorder(L.Callback):
     """Drop-path probability and learning rate seen by the first batch of each epoch."""

@@ -5,20 +5,12 @@ import pytest
 import torch
 from torch import nn
 
-from ops import DartsGenotype, Genotype, NB201Genotype
+from ops import Genotype
 from ops.zoo import get_genotype
 from retrain import (DartsNetworkCIFAR, DartsNetworkImageNet, NB201Network, build_network, count_macs,
                      count_parameters, drop_path)
 from retrain.darts_net import DartsCell
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread (and do not stall when the cores are busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 # (zoo name, kind, published size in M params, exact count computed here). Published: DARTS 3.3M / 4.7M (Liu et
 # al. 2019, Tables 1-2; the exact 3,349,342 is also what quark0/darts' train.py prints as "param size"),

@@ -14,14 +14,6 @@ from ops import Genotype
 from search.cli import build_cli, main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and immune to oversubscription on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--config", "quickstart.yaml", "--trainer.max_epochs", "1", "--data.subset", "64", "--data.batch_size", "16",
         "--model.supernet.channels", "4", "--model.supernet.layers", "3", "--model.supernet.steps", "2",

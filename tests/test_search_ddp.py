@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 
 import lightning as L
-import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
@@ -12,14 +11,6 @@ from nasdata import DigitsDataModule
 from search.module import SearchModule
 from supernet import DartsSearchNetwork
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and immune to oversubscription on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class RankAgreement(Callback):

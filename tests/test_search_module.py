@@ -15,14 +15,6 @@ from search.strategies.darts import sgd_settings
 from supernet import DartsSearchNetwork, NB201SearchNetwork
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and immune to oversubscription on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _net(**kw) -> DartsSearchNetwork:
     return DartsSearchNetwork(channels=4, layers=3, steps=2, multiplier=2, num_classes=10, in_channels=1, **kw)

@@ -12,14 +12,6 @@ from search.module import SearchModule
 from supernet import DartsSearchNetwork
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and immune to oversubscription on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 BATCHES = 3  # 96 images: 48 + 48 in the search split, 3 batches of 16 per epoch
 
 
