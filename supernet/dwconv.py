@@ -1,8 +1,9 @@
 """Depthwise convolution with a faster CPU backward pass.
 
-oneDNN's CPU kernels differentiate dilated depthwise convolutions with a generic grouped kernel that is 5-20x
-slower than the forward pass (as is the input gradient of 5x5 ones). ``depthwise_conv2d`` computes the same
-values and gradients from fast kernels (on channels-last tensors):
+oneDNN's CPU backward kernels for depthwise convolutions are fast only without dilation: dilated ones fall back to
+a generic grouped kernel 5-20x slower than the forward pass (so do 5x5 weight gradients; splitting them into 3x3
+blocks measured no faster). ``depthwise_conv2d`` computes the same values and gradients from fast kernels (best
+on channels-last tensors):
 
 * stride 2 with dilation 2 reads only the even pixel phase of the input: an undilated stride-1 convolution of it;
 * input gradient (stride 1): a forward depthwise convolution of the output gradient with the flipped kernel;
@@ -22,6 +23,9 @@ from torch import Tensor
 
 _cbw = torch.ops.aten.convolution_backward
 
+FAST_CPU_BACKWARD = True
+"""Use the identities above on the CPU (False: PyTorch's own kernels everywhere, as on other devices)."""
+
 
 class DwConf(NamedTuple):
     """How ``depthwise_conv2d`` evaluates a convolution: ``fast`` (the identities above apply) and, if ``even``,
@@ -37,7 +41,7 @@ class DwConf(NamedTuple):
 def dw_conf(x: Tensor, weight: Tensor, stride: int, padding: int, dilation: int) -> DwConf:
     """The evaluation plan of a depthwise convolution of ``x`` by ``weight``."""
     k = weight.shape[-1]
-    fast = (x.device.type == "cpu" and weight.shape[-2] == k and k % 2 == 1 and stride in (1, 2)
+    fast = (FAST_CPU_BACKWARD and x.device.type == "cpu" and weight.shape[-2] == k and k % 2 == 1 and stride in (1, 2)
             and dilation in (1, 2) and (k - 1) * dilation >= padding)
     if fast and stride == 2 and dilation == 2 and padding % 2 == 0:
         # only the even pixel phase is read, by an undilated kernel: out[i] = sum_j x[2 (i + j) - padding] w[j]
@@ -54,8 +58,10 @@ def dw_forward(x: Tensor, weight: Tensor, conf: DwConf) -> Tensor:
 
 def dw_backward(grad: Tensor, x: Tensor, weight: Tensor, conf: DwConf, needs: tuple[bool, bool]
                 ) -> tuple[Tensor | None, Tensor | None]:
-    """Gradients of the input and of the weight (``None`` where ``needs`` is False); differentiable."""
+    """Gradients of the input and of the weight (``None`` where ``needs`` is False); differentiable. Computed in
+    ``grad``'s dtype (the forward pass's, also under autocast)."""
     c, (stride, padding, dilation) = x.shape[1], conf[:3]
+    x, weight = x.to(grad.dtype), weight.to(grad.dtype)
     if not conf.fast:
         grad = grad.contiguous(memory_format=_format(x))
         gx, gw, _ = _cbw(grad, x, weight, None, [stride] * 2, [padding] * 2, [dilation] * 2, False, [0, 0], c,

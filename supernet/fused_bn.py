@@ -2,8 +2,8 @@
 
 Per-channel statistics do not depend on the other channels, so normalizing ``cat(x_1, ..., x_n)`` at once is the
 same as normalizing each ``x_i`` with its own module. In training mode the batch statistics are returned so
-that the caller updates the modules' running statistics (``update_running_stats``) exactly once, also when the
-normalization itself is recomputed in the backward pass.
+that the caller updates the modules' running statistics (``update_running_stats``) exactly once. On the CPU the
+statistics come from ``batch_statistics`` (PyTorch's channels-last kernel is not accurate enough).
 """
 from __future__ import annotations
 
@@ -34,16 +34,25 @@ def batch_statistics(x: Tensor) -> tuple[Tensor, Tensor]:
     ``_BLOCKS`` interleaved partial sums that are combined exactly (as accurate as NCHW, as fast)."""
     n, c, h, w = x.shape
     count = n * h * w
-    if x.device.type == "cpu" and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    dtype = torch.promote_types(x.dtype, torch.float32)  # float statistics for low-precision inputs
+    if _cpu(x) and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         blocks = math.gcd(count, _BLOCKS)
         rows = x.permute(0, 2, 3, 1).reshape(count // blocks, blocks * c)[:, :, None, None]
         means, variances = torch.ops.aten.batch_norm_update_stats(rows, None, None, 1.0)
-        means, variances = means.view(blocks, c), variances.view(blocks, c)
+        means, variances = means.to(dtype).view(blocks, c), variances.to(dtype).view(blocks, c)
         return means.mean(0), variances.mean(0) + means.var(0, correction=0)
-    return torch.ops.aten.batch_norm_update_stats(x, None, None, 1.0)
+    mean, var = torch.ops.aten.batch_norm_update_stats(x, None, None, 1.0)
+    return mean.to(dtype), var.to(dtype)
 
 
 _BLOCKS = 64
+
+ACCURATE_CPU_STATISTICS = True
+"""Use ``batch_statistics``' blocked sums on the CPU (False: PyTorch's own kernels, as on other devices)."""
+
+
+def _cpu(x: Tensor) -> bool:
+    return ACCURATE_CPU_STATISTICS and x.device.type == "cpu"
 
 
 def unbiased(var: Tensor, x: Tensor) -> Tensor:
@@ -78,7 +87,7 @@ class _BatchNormTrain(torch.autograd.Function):
 def batch_norm_train(x: Tensor, scale: Tensor | None, eps: float, stats_dtype: torch.dtype) -> tuple[Tensor, Tensor,
                                                                                                      Tensor]:
     """Training-mode ``BN(x) * scale``; also returns the batch mean and the unbiased batch variance."""
-    if x.device.type == "cpu":
+    if _cpu(x):
         out, mean, var = _BatchNormTrain.apply(x, scale, None, eps)
         return out, mean.to(stats_dtype), var.to(stats_dtype)
     mean = torch.zeros(x.shape[1], dtype=stats_dtype, device=x.device)
@@ -115,7 +124,7 @@ def update_running_stats(bns: Sequence[nn.BatchNorm2d], mean: Tensor, var: Tenso
 
 def module_batch_norm(bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
     """``bn(x)``, with the accurate statistics of ``batch_statistics`` in training mode on the CPU."""
-    if not (bn.training and x.device.type == "cpu" and bn.track_running_stats and bn.momentum is not None):
+    if not (bn.training and _cpu(x) and bn.track_running_stats and bn.momentum is not None):
         return bn(x)
     out, mean, var = _BatchNormTrain.apply(x, bn.weight, bn.bias, bn.eps)
     update_running_stats([bn], mean.to(bn.running_mean.dtype), var.to(bn.running_var.dtype))

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import supernet.cells
+import supernet.dwconv
+import supernet.fused_bn
 from ops import search_space
 from search.hypergrad import exact_second_order_gradient, functional_loss, second_order_gradient
 from supernet import ArchParameters, CellWeights, DartsSearchNetwork
@@ -206,3 +208,22 @@ def test_channels_last_batch_statistics_are_accurate() -> None:
     var64, mean64 = torch.var_mean(x64, dim=(0, 2, 3), correction=0)
     assert (mean.double() - mean64).abs().max() < 2e-6
     assert ((var.double() - var64) / var64).abs().max() < 2e-6
+
+
+def test_generic_kernels_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The code path other devices take (PyTorch's own depthwise backward and BatchNorm), exercised on the CPU.
+    monkeypatch.setattr(supernet.dwconv, "FAST_CPU_BACKWARD", False)
+    monkeypatch.setattr(supernet.fused_bn, "ACCURATE_CPU_STATISTICS", False)
+    net = _net()
+    arch = ArchParameters.for_network(net, init_scale=1.0).double()
+    x, y = _data()
+    ref = copy.deepcopy(net).set_impl("reference")
+    for a, b in zip(_loss_and_grads(net, arch, x, y), _loss_and_grads(ref, arch, x, y)):
+        for u, v in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+            torch.testing.assert_close(u, v, **TOL)
+    grads = {}
+    for impl in ("fused", "reference"):
+        torch.manual_seed(1)
+        grads[impl] = _second_order(net.set_impl(impl), arch, exact=True)
+    for a, b in zip(grads["fused"], grads["reference"]):
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
