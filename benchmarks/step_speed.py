@@ -5,7 +5,7 @@ A step is what ``SearchModule.training_step`` does, without Lightning: the archi
 step (SGD, momentum 0.9, weight decay 3e-4, gradient clipping 5) on a training batch; random 32x32x3 images.
 Both supernet implementations share one network (``set_impl`` switches the forward; the parameters are the same),
 and their steps are interleaved, so that machine load slows both alike; the speed-up is the ratio of median
-step times.
+step times, in wall-clock and in CPU seconds (the latter does not count time other processes held the cores).
 
 Peak memory of a step:
 
@@ -95,21 +95,23 @@ class Search:
             torch.cuda.synchronize()
 
 
-def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
+def timed(fn: Callable[[], None]) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (all threads of this process) of ``fn()``."""
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def interleaved(search: Search, steps: int, variants: tuple[str, ...]) -> dict[str, float]:
-    """Median seconds per step of each variant, steps interleaved (after one warm-up step each)."""
+def interleaved(search: Search, steps: int, variants: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """Median wall-clock and CPU seconds per step of each variant, steps interleaved (after one warm-up step
+    each). On a shared CPU the wall clock also counts the time other processes held the cores; CPU time does not."""
     for variant in variants:
         search.step(variant)
-    times: dict[str, list[float]] = {variant: [] for variant in variants}
+    times: dict[str, list[tuple[float, float]]] = {variant: [] for variant in variants}
     for _ in range(steps):
         for variant in variants:
             times[variant].append(timed(lambda: search.step(variant)))
-    return {variant: statistics.median(t) for variant, t in times.items()}
+    return {v: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for v, t in times.items()}
 
 
 def _status_kib(field: str) -> int:
@@ -158,7 +160,7 @@ def eval_forward_time(search: Search, variant: str, reps: int = 3) -> float:
             torch.cuda.synchronize()
 
     forward()
-    result = statistics.median(timed(forward) for _ in range(reps))
+    result = statistics.median(timed(forward)[0] for _ in range(reps))
     search.net.train()
     return result
 
@@ -189,8 +191,8 @@ def check_same_math(args: argparse.Namespace) -> None:
 
 def main_table(args: argparse.Namespace) -> None:
     variants = ("reference", "fused") + (("fused-keep",) if args.keep else ())
-    print(f"{'config':7} {'order':>5} {'variant':>10} {'s/step':>8} {'img/s':>7} {'peak MiB':>9} "
-          f"{'speed-up':>9} {'memory':>7}   50 epochs (h)")
+    print(f"{'config':7} {'order':>5} {'variant':>10} {'s/step':>7} {'img/s':>6} {'speed-up':>8} {'cpu s':>7} "
+          f"{'speed-up':>8} {'peak MiB':>8} {'memory':>6}  50 ep (h)")
     for name in args.configs:
         cfg = CONFIGS[name]
         for order in args.orders:
@@ -204,12 +206,14 @@ def main_table(args: argparse.Namespace) -> None:
                 mem = {v: cuda_step_memory(search, v) for v in variants}
             else:
                 mem = {v: memory_in_subprocess(spec, v, args.threads) for v in variants}
+            ref_wall, ref_cpu = times["reference"]
             for v in variants:
+                wall, cpu = times[v]
                 # an epoch: 25k training images in steps of `batch`, plus validation forwards over 25k images
                 steps = -(-25_000 // cfg["batch"])
-                hours = 50 * steps * (times[v] + eval_forward_time(search, v)) / 3600
-                print(f"{name:7} {order:>5} {v:>10} {times[v]:8.3f} {cfg['batch'] / times[v]:7.1f} {mem[v]:9.0f} "
-                      f"{times['reference'] / times[v]:8.2f}x {mem[v] / mem['reference']:6.2f}x   {hours:8.1f}",
+                hours = 50 * steps * (wall + eval_forward_time(search, v)) / 3600
+                print(f"{name:7} {order:>5} {v:>10} {wall:7.2f} {cfg['batch'] / wall:6.1f} {ref_wall / wall:7.2f}x "
+                      f"{cpu:7.2f} {ref_cpu / cpu:7.2f}x {mem[v]:8.0f} {mem[v] / mem['reference']:5.2f}x  {hours:8.1f}",
                       flush=True)
 
 
@@ -226,12 +230,14 @@ def scaling_rows() -> Iterator[tuple[str, dict[str, Any]]]:
 
 def scaling_table(args: argparse.Namespace) -> None:
     print("\n1st-order step time vs search-space size (C=8, 5 cells, 4 nodes, 8 ops, batch 32 unless varied)")
-    print(f"{'varied':10} {'reference s':>12} {'fused s':>8} {'speed-up':>9}")
+    print(f"{'varied':10} {'reference s':>12} {'fused s':>8} {'speed-up':>9} {'cpu s ref':>10} {'cpu s fused':>12} "
+          f"{'speed-up':>9}")
     for label, spec in scaling_rows():
         times = interleaved(Search(**spec, device=args.device, bf16=args.bf16, channels_last=args.channels_last),
                             args.scaling_steps, ("reference", "fused"))
-        print(f"{label:10} {times['reference']:12.3f} {times['fused']:8.3f} "
-              f"{times['reference'] / times['fused']:8.2f}x", flush=True)
+        (ref_wall, ref_cpu), (wall, cpu) = times["reference"], times["fused"]
+        print(f"{label:10} {ref_wall:12.2f} {wall:8.2f} {ref_wall / wall:8.2f}x {ref_cpu:10.2f} {cpu:12.2f} "
+              f"{ref_cpu / cpu:8.2f}x", flush=True)
 
 
 def main() -> None:
