@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from supernet.strides import match_strides
+
 _cbw = torch.ops.aten.convolution_backward
 
 FAST_CPU_BACKWARD = True
@@ -101,7 +103,8 @@ class _DepthwiseConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, weight = ctx.saved_tensors
-        return (*dw_backward(grad, x, weight, ctx.conf, tuple(ctx.needs_input_grad[:2])), None)
+        gx, gw = dw_backward(grad, x, weight, ctx.conf, tuple(ctx.needs_input_grad[:2]))
+        return gx, match_strides(gw, weight), None
 
 
 def _even_phase(x: Tensor) -> Tensor:

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from ops import DilConv, FactorizedReduce, ReLUConvBN, SepConv, Zero
 from supernet.fused_bn import batch_norm_train, check_batch_norms, module_batch_norm, update_running_stats
 from supernet.fused_convs import gather_convs, run_convs
+from supernet.strides import conv2d
 from supernet.weights import CellWeights
 
 CL = torch.channels_last
@@ -56,11 +57,12 @@ def op_kind(op: nn.Module) -> str:
 def preprocess(module: nn.Module, x: Tensor) -> Tensor:
     """``module(x)`` for a ``ReLUConvBN`` or ``FactorizedReduce`` cell input, with ``module_batch_norm``."""
     if isinstance(module, ReLUConvBN):
-        return module_batch_norm(module[2], module[1](F.relu(x)))
+        return module_batch_norm(module[2], conv2d(module[1], F.relu(x)))
     if isinstance(module, FactorizedReduce):
         r = F.relu(x)
         shifted = F.pad(r[:, :, 1:, 1:], (0, 1, 0, 1))
-        return module_batch_norm(module.bn, torch.cat([module.conv_1(r), module.conv_2(shifted)], dim=1))
+        return module_batch_norm(module.bn, torch.cat([conv2d(module.conv_1, r), conv2d(module.conv_2, shifted)],
+                                                      dim=1))
     return module(x)
 
 

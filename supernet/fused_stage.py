@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from supernet.dwconv import DwConf, dw_backward, dw_conf, dw_forward
+from supernet.strides import match_strides
 from supernet.fused_bn import batch_statistics, unbiased
 
 _cbw = torch.ops.aten.convolution_backward
@@ -71,4 +72,5 @@ class _ConvStage(torch.autograd.Function):
                                     False, [0, 0], groups, [needs[0] or needs[1], needs[2], False])
         g_x, g_dw_weight = (dw_backward(g_dw, x, dw_weight.to(x.dtype), conf, (needs[0], needs[1]))
                             if needs[0] or needs[1] else (None, None))
-        return g_x, g_dw_weight, g_pw_weight, g_scale, None, None, None, None
+        return (g_x, match_strides(g_dw_weight, dw_weight), match_strides(g_pw_weight, pw_weight), g_scale, None,
+                None, None, None)

@@ -259,3 +259,15 @@ def test_bf16_autocast_channels_last(generic_kernels: bool, monkeypatch: pytest.
         assert abs(loss - loss32) < 0.02
         cosines[impl] = F.cosine_similarity(grads, grads32, dim=0).item()
     assert cosines["fused"] > 0.95 and cosines["fused"] > cosines["reference"] - 0.02, cosines
+
+
+@pytest.mark.parametrize("partial_channels", [1, 2])
+def test_weight_gradients_have_the_parameters_strides(partial_channels: int) -> None:
+    # DDP copies each gradient into a bucket view with the parameter's strides and warns when they differ; the
+    # fused path's channels-last kernels must not hand back channels-last strides for [C, 1, k, k] weights.
+    net = DartsSearchNetwork(channels=4, layers=3, steps=3, multiplier=3, num_classes=5,
+                             partial_channels=partial_channels)
+    arch = ArchParameters.for_network(net)
+    F.cross_entropy(net(torch.randn(4, 3, 8, 8), arch.weights()), torch.randint(0, 5, (4,))).backward()
+    mismatched = [name for name, p in net.named_parameters() if p.grad is not None and p.grad.stride() != p.stride()]
+    assert not mismatched
