@@ -10,13 +10,12 @@ from torch import Tensor, nn
 from ops import Genotype
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
 from search.strategies.controller import EnasController, reinforce_gradients
-from search.strategies.paths import (PicklesGenerator, ProbeSet, batch_statistics, genotype_from_state,
-                                     genotype_state, load_generator_state, require_none, seeded_generator)
+from search.strategies.paths import ProbeSet, SelectsCell, batch_statistics, require_none, seeded_generator
 from supernet import ArchWeights
 
 
 @register_strategy("enas")
-class EnasStrategy(PicklesGenerator, SearchStrategy):
+class EnasStrategy(SelectsCell, SearchStrategy):
     """ENAS micro search with ``EnasController`` (see there for the decisions and the logit squashing).
 
     Every batch: the controller samples a cell and gets ``reward = accuracy of that cell on the validation batch
@@ -119,12 +118,3 @@ class EnasStrategy(PicklesGenerator, SearchStrategy):
     def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
         """Cells are compared on batches of the current epoch only."""
         self.probe.clear()
-
-    def state_dict(self) -> dict[str, Any]:
-        """The sampling generator's state and the selected cell."""
-        return {"generator": self.generator.get_state(), **genotype_state(self.selected, self.selected_score)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
-        load_generator_state(self.generator, state["generator"])
-        self.selected, self.selected_score = genotype_from_state(state)

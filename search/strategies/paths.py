@@ -177,12 +177,21 @@ class ProbeSet:
         return (correct / total).tolist()
 
 
-def genotype_state(genotype: Genotype | None, score: float | None) -> dict[str, Any]:
-    """A checkpoint-friendly record of a selected cell (plain dicts, lists and floats only)."""
-    return {"genotype": None if genotype is None else genotype.to_dict(), "score": score}
+class SelectsCell(PicklesGenerator):
+    """Mixin for strategies that sample with a ``generator`` and pick one ``selected`` cell (``selected_score``):
+    their checkpoint state is the generator's state and the selected cell as plain dicts, lists and floats."""
 
+    selected: Genotype | None
+    selected_score: float | None
 
-def genotype_from_state(state: dict[str, Any]) -> tuple[Genotype | None, float | None]:
-    """Inverse of ``genotype_state``."""
-    raw = state.get("genotype")
-    return (None if raw is None else Genotype.from_dict(raw)), state.get("score")
+    def state_dict(self) -> dict[str, Any]:
+        """The sampling generator's state and the selected cell."""
+        cell = None if self.selected is None else self.selected.to_dict()
+        return {"generator": self.generator.get_state(), "genotype": cell, "score": self.selected_score}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        load_generator_state(self.generator, state["generator"])
+        raw = state.get("genotype")
+        self.selected = None if raw is None else Genotype.from_dict(raw)
+        self.selected_score = state.get("score")

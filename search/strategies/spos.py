@@ -10,8 +10,7 @@ from torch import Tensor, nn
 from ops import Genotype
 from search.discrete import Budget, FunctionEvaluator, RandomSearch, RegularizedEvolution
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
-from search.strategies.paths import (NONE_OP, PicklesGenerator, ProbeSet, cell_space, genotype_from_state,
-                                     genotype_path, genotype_state, load_generator_state, seeded_generator)
+from search.strategies.paths import NONE_OP, ProbeSet, SelectsCell, cell_space, genotype_path, seeded_generator
 from supernet import ArchWeights
 
 SELECTIONS = ("evolution", "random")
@@ -28,7 +27,7 @@ def uniform_decisions(choices: tuple[int, ...], generator: torch.Generator) -> l
 
 
 @register_strategy("spos")
-class SposStrategy(PicklesGenerator, SearchStrategy):
+class SposStrategy(SelectsCell, SearchStrategy):
     """SPOS over the cells of the supernet's space.
 
     Training: every weight step runs one cell drawn uniformly from the discrete space the final search explores
@@ -144,12 +143,3 @@ class SposStrategy(PicklesGenerator, SearchStrategy):
         """Track the epoch (the final one gets the full budget); cells are compared on this epoch's batches."""
         self.epoch, self.max_epochs = epoch, max_epochs
         self.probe.clear()
-
-    def state_dict(self) -> dict[str, Any]:
-        """The sampling generator's state and the selected cell."""
-        return {"generator": self.generator.get_state(), **genotype_state(self.selected, self.selected_score)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
-        load_generator_state(self.generator, state["generator"])
-        self.selected, self.selected_score = genotype_from_state(state)
