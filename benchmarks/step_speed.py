@@ -18,6 +18,9 @@ Peak memory of a step:
 * CUDA: ``torch.cuda.max_memory_allocated`` during a step minus the allocation before it (in the timing
   process: the allocator's peak counter is exact and resettable).
 
+First it prints the same-math check (``check_same_math``): the two paths' logits and gradients in float64, and
+each path's float32 (or bf16) gradient error against float64 over a few seeds.
+
 The last column estimates a 50-epoch CIFAR-10 search (25k training + 25k validation images per epoch): 50 x
 ceil(25000 / batch) x (step time + one no-grad validation forward of a batch).
 
