@@ -44,8 +44,28 @@ from typing import Any
 import numpy as np
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-PUBLISHED = {"darts": ("DARTS-V1", 54.30, 0.00), "gdas": ("GDAS", 93.61, 0.09)}
-LABELS = {"darts": "DARTS 1st order", "gdas": "GDAS"}
+PUBLISHED = {"darts": ("DARTS-V1", 54.30, 0.00), "gdas": ("GDAS", 93.61, 0.09), "gdas_v1": ("GDAS", 93.61, 0.09),
+             "beta_darts": ("beta-DARTS", 94.36, 0.00), "darts_minus": ("DARTS-", 93.80, math.nan),
+             "drnas": ("DrNAS", 94.36, 0.00)}  # as the robust-search issue lists them; none published for the others
+LABELS = {"darts": "DARTS 1st order", "gdas": "GDAS", "gdas_v1": "GDAS (selected-op form)",
+          "beta_darts": "beta-DARTS", "darts_minus": "DARTS-", "drnas": "DrNAS", "sdarts_rs": "SDARTS-RS",
+          "beta_darts_pt": "beta-DARTS + PT", "darts_pt": "DARTS + PT"}
+_PT = {"tune_epochs": 3, "probe_batches": 10}
+_GDAS_LOOP = {"nesterov": True, "weights_first": True, "clip_with_arch": True}  # the authors' NB201 loop
+METHODS: dict[str, dict[str, Any]] = {
+    # strategy, its arguments, regularizers (search.robust class name -> arguments), selection (arguments of
+    # search.selection.PerturbationSelection) and SearchModule overrides
+    "darts": {"strategy": "darts", "strategy_args": {"order": 1}},
+    "gdas": {"strategy": "gdas", "strategy_args": {"edge_form": "sum"}, "module": _GDAS_LOOP},
+    "gdas_v1": {"strategy": "gdas", "strategy_args": {"edge_form": "selected"}},
+    "beta_darts": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"BetaDecay": {}}},
+    "darts_minus": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"AuxiliarySkip": {}}},
+    "drnas": {"strategy": "drnas"},
+    "sdarts_rs": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"RandomSmoothing": {}}},
+    "darts_pt": {"strategy": "darts", "strategy_args": {"order": 1}, "selection": _PT},
+    "beta_darts_pt": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"BetaDecay": {}},
+                      "selection": _PT},
+}
 PAPER_SCALE = {"channels": 16, "cells": 5, "images": 50000, "epochs": 50, "batch_size": 64}
 OPTIMUM = 94.37
 
@@ -111,15 +131,22 @@ def search_once(config: SearchConfig, method: str, seed: int) -> dict[str, Any]:
         def on_train_end(self, trainer: L.Trainer, pl_module: SearchModule) -> None:
             clock["train"] = time.perf_counter() - clock["start"]
 
+    from search import robust
+    from search.selection import PerturbationSelection
+
     L.seed_everything(seed, verbose=False)
-    strategy_args: dict[str, Any] = {"order": 1} if method == "darts" else {}
-    if "seed" in strategy_arguments(method):
+    spec = METHODS[method]
+    strategy_args: dict[str, Any] = dict(spec.get("strategy_args", {}))
+    if "seed" in strategy_arguments(spec["strategy"]):
         strategy_args["seed"] = seed
+    regularizers = [getattr(robust, name)(**kwargs) for name, kwargs in spec.get("regularizers", {}).items()]
+    selection = PerturbationSelection(**spec["selection"], seed=seed) if "selection" in spec else None
     supernet = NB201SearchNetwork(channels=config.channels, cells_per_stage=config.cells, num_classes=10,
                                   in_channels=3)
-    module = SearchModule(supernet, strategy=method, strategy_args=strategy_args, lr=0.025, lr_min=0.001,
+    module = SearchModule(supernet, strategy=spec["strategy"], strategy_args=strategy_args, regularizers=regularizers,
+                          selection=selection, lr=0.025, lr_min=0.001,
                           momentum=0.9, weight_decay=5e-4, grad_clip=5.0, arch_lr=3e-4, arch_betas=(0.5, 0.999),
-                          arch_weight_decay=1e-3)
+                          arch_weight_decay=1e-3, **spec.get("module", {}))
     data = NpzDataModule(config.data, subset=config.images, search_split=True, train_portion=0.5,
                          batch_size=config.batch_size, num_workers=config.workers, seed=0)
     trainer = L.Trainer(accelerator=config.device, devices=1, max_epochs=config.epochs,
@@ -190,7 +217,8 @@ def summary(results: list[dict[str, Any]], methods: list[str], random_median: fl
             continue
         mean, std = mean_std(accs)
         name, p_mean, p_std = PUBLISHED.get(method, (method, math.nan, math.nan))
-        published = f"{name} {p_mean:.2f} +- {p_std:.2f}" if not math.isnan(p_mean) else "-"
+        published = "-" if math.isnan(p_mean) else f"{name} {p_mean:.2f}" + (
+            "" if math.isnan(p_std) else f" +- {p_std:.2f}")
         lines.append(f"{LABELS.get(method, method):<18}{f'{mean:.2f} +- {std:.2f} (n={len(accs)})':<34}{published}")
     lines.append(f"{'random cell':<18}{f'{random_median:.2f} (median of the table)':<34}")
     lines.append(f"{'optimum':<18}{OPTIMUM:.2f}")
@@ -205,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, default=SHARED / "benchdata" / "nb201.csv",
                         help="NAS-Bench-201 200-epoch table")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--methods", nargs="+", default=["darts", "gdas"], help="registered search strategies")
+    parser.add_argument("--methods", nargs="+", default=["darts", "gdas"], help=f"methods: {', '.join(METHODS)}")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--channels", type=int, default=8, help="C of the supernet (paper: 16)")
     parser.add_argument("--cells", type=int, default=1, help="N, search cells per stage (paper: 5)")
@@ -226,11 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         export_subset(args.data, args.table, args.export_subset, args.images, args.export_test)
         return 0
     from search.nb201_table import NB201Table
-    from search.strategies import list_strategies
 
-    unknown = [m for m in args.methods if m not in list_strategies()]
+    unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; registered strategies: {', '.join(list_strategies())}")
+        parser.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
     for path, flag in ((args.data, "--data"), (args.table, "--table")):
         if not path.is_file():
             parser.error(f"{flag} {path}: no such file")

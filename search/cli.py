@@ -215,6 +215,9 @@ def check_trainer(trainer: Trainer, model: SearchModule) -> None:
     if trainer.max_epochs is None or trainer.max_epochs < 1:
         raise InputError(f"--trainer.max_epochs must be >= 1 (the cosine schedule spans it), got {trainer.max_epochs}")
     check_trainer_strategy(trainer.strategy, model.strategy)
+    if model.selection is not None and trainer.max_epochs <= model.selection.tune_epochs:
+        raise InputError(f"--model.selection.tune_epochs {model.selection.tune_epochs} needs --trainer.max_epochs > "
+                         f"{model.selection.tune_epochs} (the selection takes the last tune_epochs + 1 epochs)")
 
 
 # ---- entry point ------------------------------------------------------------------------------------------------

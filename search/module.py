@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -18,7 +19,10 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 from torchmetrics import MeanMetric
 
 from ops import Genotype
-from search.strategies import ArchStepContext, SearchStrategy, get_strategy
+from search.robust import ArchRegularizer
+from search.selection import PerturbationSelection
+from search.strategies import ArchStepContext, SearchStrategy, get_strategy, supernet_genotype
+from supernet import ArchWeights
 
 Batch = tuple[Tensor, Tensor]
 
@@ -68,12 +72,23 @@ class SearchModule(L.LightningModule):
         arch_eps: Adam epsilon of the architecture parameters.
         arch_weight_decay: Weight decay of the architecture parameters.
         arch_start_epoch: Warm-up: no architecture steps before this (0-based) epoch; only weights train.
+        regularizers: Regularizers and perturbations of the architecture (``search.robust``: beta-decay, the
+            DARTS- auxiliary skip, SDARTS random smoothing); they compose with every alpha-based strategy.
+        selection: Architecture selection by perturbation (``search.selection.PerturbationSelection``, DARTS-PT) as
+            the final phase of the run; ``None``: the strategy's genotype rule.
+        nesterov: Nesterov momentum for the weights (the GDAS authors' NAS-Bench-201 setting).
+        weights_first: Take the weight step before the architecture step on each batch (the GDAS authors'
+            NAS-Bench-201 loop) instead of after it (DARTS).
+        clip_with_arch: Clip the weight step's gradients by the norm of the weights' and the architecture
+            parameters' gradients together, as the GDAS authors' loop clips ``network.parameters()``.
     """
 
     def __init__(self, supernet: nn.Module, strategy: str = "darts", strategy_args: dict[str, Any] | None = None,
                  lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9, weight_decay: float = 3e-4,
                  grad_clip: float | None = 5.0, arch_lr: float = 3e-4, arch_betas: tuple[float, float] = (0.5, 0.999),
-                 arch_eps: float = 1e-8, arch_weight_decay: float = 1e-3, arch_start_epoch: int = 0) -> None:
+                 arch_eps: float = 1e-8, arch_weight_decay: float = 1e-3, arch_start_epoch: int = 0,
+                 regularizers: list[ArchRegularizer] | None = None, selection: PerturbationSelection | None = None,
+                 nesterov: bool = False, weights_first: bool = False, clip_with_arch: bool = False) -> None:
         super().__init__()
         checks = [
             (lr > 0, f"--model.lr must be > 0, got {lr}"),
@@ -86,6 +101,7 @@ class SearchModule(L.LightningModule):
              f"--model.arch_betas must be two numbers in [0, 1), got {arch_betas}"),
             (arch_weight_decay >= 0, f"--model.arch_weight_decay must be >= 0, got {arch_weight_decay}"),
             (arch_start_epoch >= 0, f"--model.arch_start_epoch must be >= 0, got {arch_start_epoch}"),
+            (not nesterov or momentum > 0, "--model.nesterov needs --model.momentum > 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -94,32 +110,62 @@ class SearchModule(L.LightningModule):
         if missing:
             raise ValueError(f"supernet {type(supernet).__name__} lacks {', '.join(missing)}; use a search network "
                              "from the supernet package")
-        self.save_hyperparameters(ignore=["supernet"])
+        self.save_hyperparameters(ignore=["supernet", "regularizers", "selection"])
         self.automatic_optimization = False
         self.supernet = supernet
         self.strategy = get_strategy(strategy, **(strategy_args or {}))
         self.arch = self.strategy.build_arch(supernet)
+        self.regularizers = list(regularizers or [])
+        for regularizer in self.regularizers:
+            if not isinstance(regularizer, ArchRegularizer):
+                raise ValueError(f"--model.regularizers: {type(regularizer).__name__} is not a search.robust regularizer")
+            regularizer.check(supernet, self.arch, self.strategy)
+        self.selection = selection
+        if selection is not None:
+            selection.check(supernet, self.arch, self.strategy)
         self.val_loss = MeanMetric()
         self.val_acc = MeanMetric()
         self._resume_rng: dict[str, Any] | None = None
 
     # ---- what the search found ----------------------------------------------------------------------------
     def genotype(self) -> Genotype:
-        """The discrete architecture the current architecture state stands for."""
+        """The discrete architecture the current architecture state stands for (with a selection: the DARTS rule
+        or NB201 argmax on the probabilities with the decisions taken so far)."""
+        if self.selection is not None:
+            return supernet_genotype(self.supernet, self.probabilities())
         return self.strategy.genotype(self.arch, self.supernet)
 
     def probabilities(self) -> dict[str, Tensor]:
-        """Per cell type ``[num_edges, num_ops]`` op probabilities (detached)."""
-        return self.strategy.probabilities(self.arch)
+        """Per cell type ``[num_edges, num_ops]`` op probabilities (detached; decided edges one-hot)."""
+        probabilities = self.strategy.probabilities(self.arch)
+        if self.selection is None:
+            return probabilities
+        return {cell: self.selection.project(cell, p) for cell, p in probabilities.items()}
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of ``x`` under the architecture weights used for evaluation."""
-        return self.supernet(x, self.strategy.eval_weights(self.arch))
+        return self.supernet(x, self.transform(self.strategy.eval_weights(self.arch), "eval"))
+
+    def transform(self, weights: ArchWeights, phase: str) -> ArchWeights:
+        """``weights`` after every regularizer's ``transform`` for ``phase`` (``arch``, ``weight`` or ``eval``)."""
+        for regularizer in self.regularizers:
+            weights = regularizer.transform(weights, phase)
+        return weights if self.selection is None else self.selection.transform(weights, phase)
+
+    def penalty(self) -> Tensor | None:
+        """The sum of the regularizers' penalties on the architecture state (``None`` if there is none)."""
+        terms = [t for t in (r.penalty(self.arch) for r in self.regularizers) if t is not None]
+        return sum(terms[1:], terms[0]) if terms else None
 
     # ---- Lightning hooks ----------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        """Fail early on a Trainer strategy this search strategy cannot run under."""
+        """Fail early on a Trainer strategy this search strategy cannot run under, or too few epochs for the
+        selection phase."""
         check_trainer_strategy(self.trainer.strategy, self.strategy)
+        epochs = self.trainer.max_epochs
+        if self.selection is not None and (epochs is None or epochs <= self.selection.tune_epochs):
+            raise ValueError(f"--model.selection.tune_epochs {self.selection.tune_epochs} needs --trainer.max_epochs "
+                             f"> {self.selection.tune_epochs} (the selection takes the last tune_epochs + 1 epochs)")
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[CosineAnnealingLR]]:
         """SGD on ``supernet.parameters()`` with a per-epoch cosine schedule; Adam on ``arch.parameters()``."""
@@ -127,7 +173,8 @@ class SearchModule(L.LightningModule):
         epochs = self.trainer.max_epochs if self.trainer is not None else None
         if epochs is None or epochs < 1:
             raise ValueError(f"the cosine learning-rate schedule spans --trainer.max_epochs; set it (got {epochs})")
-        weights = SGD(self.supernet.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        weights = SGD(self.supernet.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
+                      nesterov=hp.nesterov)
         schedule = CosineAnnealingLR(weights, T_max=epochs, eta_min=hp.lr_min)
         arch_params = list(self.arch.parameters())
         if not arch_params:
@@ -147,31 +194,55 @@ class SearchModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         """Let the strategy update its schedules (e.g. a temperature)."""
         self.strategy.on_epoch_start(self.current_epoch, int(self.trainer.max_epochs))
+        for regularizer in self.regularizers:
+            regularizer.on_epoch_start(self.current_epoch, int(self.trainer.max_epochs))
 
     def training_step(self, batch: dict[str, Batch], batch_idx: int) -> Tensor:
-        """Architecture step on ``batch["val"]``, then weight step on ``batch["train"]``."""
+        """Architecture step on ``batch["val"]``, then weight step on ``batch["train"]`` (the other way round with
+        ``weights_first``); at the end of an epoch of the selection phase, a round of selection decisions."""
         train_batch, val_batch = _split_batch(batch)
         optimizers = self.optimizers()
         weight_opt, arch_opt = (optimizers[0], optimizers[1]) if isinstance(optimizers, list) else (optimizers, None)
+        last_batch = batch_idx + 1 == self.trainer.num_training_batches
+        if self.hparams.weights_first:
+            loss = self._weight_step(weight_opt, train_batch)
+            self._arch_step(weight_opt, arch_opt, train_batch, val_batch, last_batch)
+        else:
+            self._arch_step(weight_opt, arch_opt, train_batch, val_batch, last_batch)
+            loss = self._weight_step(weight_opt, train_batch)
+        if self.selection is not None:
+            self.selection.probe.add(val_batch)
+            if last_batch:
+                self._select()
+        return loss
 
-        # 1. architecture step (skipped during warm-up; never toggle requires_grad: DDP would fail)
-        if self.current_epoch >= self.hparams.arch_start_epoch:
-            context = ArchStepContext(
-                supernet=self.supernet, arch=self.arch, optimizer=arch_opt, weight_optimizer=weight_opt.optimizer,
-                train_batch=train_batch, val_batch=val_batch, criterion=F.cross_entropy,
-                backward=self.manual_backward, reduce=self.reduce_mean,
-                last_batch=batch_idx + 1 == self.trainer.num_training_batches)
-            for name, value in self.strategy.arch_step(context).items():
-                self.log(name, value, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(val_batch[1]))
+    def _arch_step(self, weight_opt: Any, arch_opt: Any, train_batch: Batch, val_batch: Batch,
+                   last_batch: bool) -> None:
+        """The strategy's architecture step (skipped during warm-up; never toggle requires_grad: DDP would fail)."""
+        if self.current_epoch < self.hparams.arch_start_epoch:
+            return
+        context = ArchStepContext(
+            supernet=self.supernet, arch=self.arch, optimizer=arch_opt, weight_optimizer=weight_opt.optimizer,
+            train_batch=train_batch, val_batch=val_batch, criterion=F.cross_entropy,
+            backward=self.manual_backward, reduce=self.reduce_mean, last_batch=last_batch,
+            transform=lambda weights: self.transform(weights, "arch"), penalty=self.penalty)
+        for name, value in self.strategy.arch_step(context).items():
+            self.log(name, value, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(val_batch[1]))
 
-        # 2. weight step
+    def _weight_step(self, weight_opt: Any, train_batch: Batch) -> Tensor:
+        """One SGD step of the supernet weights on the training batch; returns the (detached) loss."""
         x, y = train_batch
-        logits = self.supernet(x, self.strategy.weights(self.arch))
+        logits = self.supernet(x, self.transform(self.strategy.weights(self.arch), "weight"))
         loss = F.cross_entropy(logits, y)
         weight_opt.zero_grad()
         self.manual_backward(loss)
         if self.hparams.grad_clip is not None:
-            self.clip_gradients(weight_opt, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+            if self.hparams.clip_with_arch:
+                nn.utils.clip_grad_norm_([*self.supernet.parameters(), *self.arch.parameters()],
+                                         self.hparams.grad_clip)
+            else:
+                self.clip_gradients(weight_opt, gradient_clip_val=self.hparams.grad_clip,
+                                    gradient_clip_algorithm="norm")
         weight_opt.step()
 
         accuracy = (logits.detach().argmax(dim=1) == y).float().mean()
@@ -179,6 +250,18 @@ class SearchModule(L.LightningModule):
                  batch_size=len(y))
         self.log("train_acc", accuracy, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
         return loss.detach()
+
+    def _select(self) -> None:
+        """A round of perturbation-selection decisions on the epoch's last validation batches (every rank alike)."""
+        assert self.selection is not None
+        base = {cell: replace(w, ops=w.ops.detach())
+                for cell, w in self.transform(self.strategy.eval_weights(self.arch), "eval").items()}
+        lines = self.selection.decide_round(
+            self.current_epoch, int(self.trainer.max_epochs), base,
+            lambda paths: self.selection.probe.accuracies(self.supernet, paths, self.reduce_mean))
+        if lines and self.trainer.is_global_zero:
+            for line in lines:
+                print(f"[selection, epoch {self.current_epoch}] {line}", flush=True)
 
     def on_train_epoch_end(self) -> None:
         """Step the cosine schedule (once per epoch, by hand: manual optimization)."""
@@ -197,6 +280,9 @@ class SearchModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the strategy's own state and the random-number generators next to the module state."""
         checkpoint["search_strategy"] = {"name": self.strategy.name, "state": self.strategy.state_dict()}
+        checkpoint["regularizers"] = [r.state_dict() for r in self.regularizers]
+        if self.selection is not None:
+            checkpoint["selection"] = self.selection.state_dict()
         checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -208,6 +294,16 @@ class SearchModule(L.LightningModule):
             raise ValueError(f"the checkpoint was written by strategy {saved['name']!r}, this run uses "
                              f"{self.strategy.name!r}")
         self.strategy.load_state_dict(saved["state"])
+        states = checkpoint.get("regularizers", [])
+        if len(states) != len(self.regularizers):
+            raise ValueError(f"the checkpoint was written with {len(states)} regularizer(s), this run has "
+                             f"{len(self.regularizers)} (--model.regularizers)")
+        for regularizer, state in zip(self.regularizers, states):
+            regularizer.load_state_dict(state)
+        if (self.selection is None) != ("selection" not in checkpoint):
+            raise ValueError("the checkpoint and this run differ in --model.selection (perturbation selection)")
+        if self.selection is not None:
+            self.selection.load_state_dict(checkpoint["selection"])
         self._resume_rng = checkpoint.get("rng_states")
 
     # ---- distributed helpers ------------------------------------------------------------------------------

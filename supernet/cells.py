@@ -80,7 +80,7 @@ class DartsSearchCell(nn.Module):
             total = 0
             for j, h in enumerate(states):
                 e = offset + j
-                out = self.edges[e](h, weights.ops[e], None if active is None else active[e])
+                out = self.edges[e](h, weights.ops[e], None if active is None else active[e], weights.add_inactive)
                 if weights.edges is not None:
                     out = weights.edges[e] * out
                 total = total + out
@@ -109,7 +109,8 @@ class NB201SearchCell(nn.Module):
         active = _check_cell_weights(weights, self.num_edges, self.num_ops, "normal")
         nodes: list[Tensor | int] = [x, 0, 0, 0]
         for e, (src, dst) in enumerate(NB201_EDGES):
-            out = self.edges[e](nodes[src], weights.ops[e], None if active is None else active[e])
+            out = self.edges[e](nodes[src], weights.ops[e], None if active is None else active[e],
+                                weights.add_inactive)
             if weights.edges is not None:
                 out = weights.edges[e] * out
             nodes[dst] = nodes[dst] + out

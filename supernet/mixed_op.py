@@ -47,24 +47,28 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList(built)
         self.bypass_pool = nn.MaxPool2d(2, 2, ceil_mode=True) if partial_channels > 1 and stride == 2 else None
 
-    def forward(self, x: Tensor, weights: Tensor, active: int | None = None) -> Tensor:
-        """``sum_i weights[i] * op_i(x)``, or ``weights[active] * op_active(x)`` when ``active`` is given."""
+    def forward(self, x: Tensor, weights: Tensor, active: int | None = None, add_inactive: bool = False) -> Tensor:
+        """``sum_i weights[i] * op_i(x)``, or ``weights[active] * op_active(x)`` when ``active`` is given, plus
+        ``sum_{i != active} weights[i]`` (broadcast) with ``add_inactive``."""
         if weights.shape != (len(self.ops),):
             raise ValueError(f"MixedOp expects weights of shape ({len(self.ops)},), got {tuple(weights.shape)}")
         k = self.partial_channels
         if k == 1:
-            return self._mix(x, weights, active)
+            return self._mix(x, weights, active, add_inactive)
         c_op = x.shape[1] // k
-        mixed = self._mix(x[:, :c_op], weights, active)
+        mixed = self._mix(x[:, :c_op], weights, active, add_inactive)
         bypass = x[:, c_op:]
         if self.bypass_pool is not None:
             bypass = self.bypass_pool(bypass)
         return channel_shuffle(torch.cat([mixed, bypass], dim=1), k)
 
-    def _mix(self, x: Tensor, weights: Tensor, active: int | None) -> Tensor:
+    def _mix(self, x: Tensor, weights: Tensor, active: int | None, add_inactive: bool) -> Tensor:
         if active is not None:
             index = int(active)
-            return weights[index] * self.ops[index](x)
+            out = weights[index] * self.ops[index](x)
+            if add_inactive:
+                out = out + torch.cat([weights[:index], weights[index + 1:]]).sum()
+            return out
         return sum(w * op(x) for w, op in zip(weights, self.ops))
 
     def extra_repr(self) -> str:

@@ -14,11 +14,15 @@ class CellWeights:
     ``edges``: optional ``[num_edges]`` PC-DARTS edge-normalisation weights; each edge's output is
     multiplied by its entry. ``active``: optional ``[num_edges]`` long tensor for sampling strategies
     (GDAS, ENAS, SPOS): only op ``active[e]`` runs on edge ``e`` and its output is ``ops[e, active[e]] * op(x)``.
+    ``add_inactive`` (with ``active``; the GDAS form of the NAS-Bench-201 authors' code): the edge output also adds
+    the weights of the ops that did not run, ``sum_{k != active[e]} ops[e, k]`` (zero-valued straight-through
+    weights: the value is unchanged, but every op's weight receives a gradient).
     """
 
     ops: Tensor
     edges: Tensor | None = None
     active: Tensor | None = None
+    add_inactive: bool = False
 
 
 ArchWeights = dict[str, CellWeights]

@@ -84,6 +84,20 @@ BAD = [
     (["--resume", "corrupt.ckpt"], ["corrupt.ckpt", "not a readable checkpoint"]),
     (["--config", "nope.yaml"], ["'nope.yaml'", "quickstart.yaml"]),
     (["--config", "bad.yaml"], ["model.foo", "valid under model"]),
+    # robust search: unknown regularizer, bad coefficients, methods on strategies they cannot act on
+    (["--model.regularizers+=search.robust.Nope"], ["--model.regularizers", "search.robust.Nope"]),
+    (["--model.regularizers+=search.robust.BetaDecay", "--model.regularizers.weight_end", "-1"],
+     ["weight_end must be a finite number >= 0"]),
+    (["--model.regularizers+=search.robust.BetaDecay", "--model.regularizers.weight_end", "abc"],
+     ["--model.regularizers", "Expected a float"]),
+    (["--model.strategy", "gdas", "--model.strategy_args", "{}", "--model.regularizers+=search.robust.AuxiliarySkip"],
+     ["auxiliary_skip", "sampled path"]),
+    (["--model.strategy", "spos", "--model.strategy_args", "{}",
+      "--model.selection", "search.selection.PerturbationSelection"], ["--model.selection", "has none"]),
+    (["--model.selection", "search.selection.PerturbationSelection", "--model.selection.tune_epochs", "5"],
+     ["--model.selection.tune_epochs 5", "--trainer.max_epochs > 5"]),
+    (["--model.strategy", "drnas", "--model.strategy_args", "{regularization: l1}"], ["l2, kl"]),
+    (["--model.strategy", "gdas", "--model.strategy_args", "{edge_form: both}"], ["auto, sum, selected"]),
 ]
 
 

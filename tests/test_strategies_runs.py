@@ -1,5 +1,7 @@
-"""Trainer runs of GDAS, ENAS, PC-DARTS and SPOS: resuming equals running through, 2-process CPU DDP keeps every
-rank's architecture state bit-identical, and DDP without unused-parameter detection fails at start."""
+"""Trainer runs of GDAS, ENAS, PC-DARTS, SPOS, DrNAS and the robust-search additions (beta-decay, the DARTS-
+auxiliary skip, SDARTS random smoothing, perturbation selection, the NB201 GDAS edge sum): resuming equals running
+through, 2-process CPU DDP keeps every rank's architecture state bit-identical, and DDP without unused-parameter
+detection fails at start."""
 from __future__ import annotations
 
 import hashlib
@@ -17,21 +19,37 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch.utils.data import DataLoader, TensorDataset
 
 from search.module import SearchModule
-from supernet import DartsSearchNetwork
+from search.robust import AuxiliarySkip, BetaDecay, RandomSmoothing
+from search.selection import PerturbationSelection
+from supernet import DartsSearchNetwork, NB201SearchNetwork
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*callbacks used to create the checkpoint.*")
 
-STRATEGIES = ["gdas", "enas", "pcdarts", "spos"]
+STRATEGIES = ["gdas", "enas", "pcdarts", "spos", "drnas", "beta_decay", "darts_minus", "sdarts_rs", "darts_pt",
+              "gdas_nb201_sum"]
+"""Run names: a strategy, or a strategy with regularizers / a selection (see ``make_module``)."""
+STRATEGY_OF = {"beta_decay": "darts", "darts_minus": "darts", "sdarts_rs": "darts", "darts_pt": "darts",
+               "gdas_nb201_sum": "gdas"}
 STRATEGY_ARGS: dict[str, dict[str, Any]] = {
     "enas": {"derive_samples": 3, "probe_batches": 2},
     "spos": {"evaluations": 6, "epoch_evaluations": 3, "population_size": 3, "sample_size": 2, "probe_batches": 2},
+    "gdas_nb201_sum": {"edge_form": "sum"},
 }
 MODULE_ARGS: dict[str, dict[str, Any]] = {
     "gdas": {"arch_lr": 3e-2},
     "enas": {"arch_lr": 0.0035, "arch_betas": (0.0, 0.999), "arch_eps": 1e-3, "arch_weight_decay": 0.0},
     "pcdarts": {"arch_lr": 3e-2, "arch_start_epoch": 1},  # the warm-up path: arch steps from epoch 1
     "spos": {},
+    "drnas": {"arch_lr": 3e-2},
+    "beta_decay": {"arch_lr": 3e-2, "regularizers": lambda: [BetaDecay(weight_start=1.0, weight_end=5.0)]},
+    "darts_minus": {"arch_lr": 3e-2, "regularizers": lambda: [AuxiliarySkip()]},
+    "sdarts_rs": {"arch_lr": 3e-2, "regularizers": lambda: [RandomSmoothing(epsilon_start=0.3)]},
+    "darts_pt": {"arch_lr": 3e-2, "selection": lambda: PerturbationSelection(tune_epochs=1, probe_batches=1)},
+    # the authors' NB201 GDAS loop: weights first, Nesterov, alphas clipped with the weights
+    "gdas_nb201_sum": {"arch_lr": 3e-2, "weights_first": True, "nesterov": True, "clip_with_arch": True},
 }
+DENSE = ("pcdarts", "drnas", "beta_decay", "darts_minus", "sdarts_rs", "darts_pt")
+"""Runs that train every supernet parameter each step (plain DDP suffices)."""
 
 
 class TinySearchData(L.LightningDataModule):
@@ -65,9 +83,13 @@ class UnreducedSearchModule(SearchModule):
 
 def make_module(name: str, init_seed: int = 0, module_class: type[SearchModule] = SearchModule) -> SearchModule:
     L.seed_everything(init_seed)
-    net = DartsSearchNetwork(channels=4, layers=3, steps=2, multiplier=2, num_classes=10, in_channels=1,
-                             partial_channels=2 if name == "pcdarts" else 1)
-    return module_class(net, strategy=name, strategy_args=STRATEGY_ARGS.get(name), **MODULE_ARGS[name])
+    if name.startswith("gdas_nb201"):
+        net: torch.nn.Module = NB201SearchNetwork(channels=4, cells_per_stage=1, num_classes=10, in_channels=1)
+    else:
+        net = DartsSearchNetwork(channels=4, layers=3, steps=2, multiplier=2, num_classes=10, in_channels=1,
+                                 partial_channels=2 if name == "pcdarts" else 1)
+    kwargs = {k: v() if callable(v) else v for k, v in MODULE_ARGS[name].items()}
+    return module_class(net, strategy=STRATEGY_OF.get(name, name), strategy_args=STRATEGY_ARGS.get(name), **kwargs)
 
 
 def trainer(**kwargs: Any) -> L.Trainer:
@@ -81,6 +103,10 @@ def strategy_state(module: SearchModule) -> dict[str, Any]:
     """Everything that must survive a resume: arch state (parameters and buffers), strategy state, genotype."""
     state = {f"arch.{k}": v.clone() for k, v in module.arch.state_dict().items()}
     state.update({f"strategy.{k}": v for k, v in module.strategy.state_dict().items()})
+    for i, regularizer in enumerate(module.regularizers):
+        state.update({f"regularizer{i}.{k}": v for k, v in regularizer.state_dict().items()})
+    if module.selection is not None:
+        state.update({f"selection.{k}": v for k, v in module.selection.state_dict().items()})
     state["genotype"] = module.genotype().to_text()
     state["supernet"] = torch.cat([p.detach().reshape(-1) for p in module.supernet.parameters()])
     return state
@@ -122,6 +148,8 @@ def test_resume_equals_uninterrupted(name: str, tmp_path: Path) -> None:
         assert any(not torch.equal(start[k], v) for k, v in straight.arch.state_dict().items())  # it learned
     if name in ("enas", "spos"):  # the cell was selected at the end of each epoch (ArchStepContext.last_batch)
         assert straight.strategy.selected is not None and "selected_acc" in straight.trainer.callback_metrics
+    if name == "darts_pt":  # the selection took its decisions in the two epochs
+        assert straight.selection.done and sum(map(len, straight.selection.fixed.values())) == 2 * 5
     assert_same_state(resumed_state(name, tmp_path), expected)
 
 
@@ -178,7 +206,7 @@ def _ddp_worker(rank: int, port: int, queue: Any) -> None:
     torch.set_num_threads(1)
     results: dict[str, Any] = {}
     for name in STRATEGIES:
-        run = trainer(devices=2, strategy=DDPStrategy(find_unused_parameters=name != "pcdarts"),
+        run = trainer(devices=2, strategy=DDPStrategy(find_unused_parameters=name not in DENSE),
                       callbacks=[RankAgreement()])
         run.fit(make_module(name), TinySearchData())  # 32 + 32 images: 2 batches of 8 per rank and epoch
         results[name] = {k: float(v) for k, v in run.callback_metrics.items()}

@@ -9,6 +9,7 @@ from search.strategies.base import (
     strategy_arguments,
 )
 from search.strategies.darts import DartsStrategy, supernet_genotype
+from search.strategies.drnas import DrNasStrategy
 from search.strategies.enas import EnasStrategy
 from search.strategies.gdas import GdasStrategy
 from search.strategies.pcdarts import PCDartsStrategy

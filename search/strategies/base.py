@@ -56,6 +56,10 @@ class ArchStepContext:
             gradient made with ``torch.autograd.grad`` and for rewards, so all ranks stay bit-identical.
         last_batch: True on the last training batch of the epoch (every rank alike): the place for end-of-epoch
             work that needs data and collectives, e.g. picking the final cell (ENAS, SPOS).
+        transform: what the search's regularizers do to the architecture weights in the architecture step
+            (``search.robust``); apply it to every ``weights(arch)`` the step feeds the supernet.
+        penalty: the regularizers' term for the validation loss (``None``: none); add it to the loss whose
+            gradient reaches the alphas.
     """
 
     supernet: nn.Module
@@ -68,6 +72,8 @@ class ArchStepContext:
     backward: Callable[[Tensor], None]
     reduce: Callable[[list[Tensor]], list[Tensor]]
     last_batch: bool = False
+    transform: Callable[[ArchWeights], ArchWeights] = lambda weights: weights
+    penalty: Callable[[], Tensor | None] = lambda: None
 
 
 class SearchStrategy(ABC):

@@ -1,8 +1,10 @@
 """DARTS (Liu et al., ICLR 2019): continuous relaxation, softmax mixing weights, 1st- or 2nd-order gradient."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 from torch.optim import SGD, Optimizer
 
@@ -75,28 +77,45 @@ class DartsStrategy(SearchStrategy):
         return supernet_genotype(supernet, self.probabilities(arch))
 
     def arch_step(self, ctx: ArchStepContext) -> dict[str, Tensor]:
-        """One Adam step of the alphas on the gradient of the validation loss (1st or 2nd order)."""
+        """One Adam step of the alphas on the gradient of the validation loss (1st or 2nd order), plus the
+        regularizers' penalty (``ctx.penalty``)."""
         if ctx.optimizer is None:
             raise RuntimeError("DARTS needs an architecture optimizer")
         x_val, y_val = ctx.val_batch
         ctx.optimizer.zero_grad()
         if self.order == 1:
-            loss = ctx.criterion(ctx.supernet(x_val, self.weights(ctx.arch)), y_val)
-            ctx.backward(loss)
+            loss = ctx.criterion(ctx.supernet(x_val, ctx.transform(self.weights(ctx.arch))), y_val)
+            penalty = ctx.penalty()
+            ctx.backward(loss if penalty is None else loss + penalty)
             ctx.optimizer.step()
-            return {"arch_loss": loss.detach()}
+            return with_penalty({"arch_loss": loss.detach()}, penalty)
         lr, momentum, weight_decay = sgd_settings(ctx.weight_optimizer)
         params = {n: p for n, p in ctx.supernet.named_parameters() if p.requires_grad}
         state = ctx.weight_optimizer.state
         buffers = {n: state[p].get("momentum_buffer") for n, p in params.items() if p in state}
         alphas = [p for p in ctx.arch.parameters() if p.requires_grad]
         x_train, y_train = ctx.train_batch
-        train_loss = functional_loss(ctx.supernet, lambda: (x_train, self.weights(ctx.arch)), y_train, ctx.criterion)
-        val_loss = functional_loss(ctx.supernet, lambda: (x_val, self.weights(ctx.arch)), y_val, ctx.criterion)
+
+        def forward_args(x: Tensor) -> Callable[[], tuple[Tensor, ArchWeights]]:
+            return lambda: (x, ctx.transform(self.weights(ctx.arch)))
+
+        train_loss = functional_loss(ctx.supernet, forward_args(x_train), y_train, ctx.criterion)
+        val_loss = functional_loss(ctx.supernet, forward_args(x_val), y_val, ctx.criterion)
         grads, loss = second_order_gradient(train_loss, val_loss, params, alphas, lr=lr, momentum=momentum,
-                                      weight_decay=weight_decay, momentum_buffers=buffers, r=self.r,
-                                      reduce=ctx.reduce)
+                                            weight_decay=weight_decay, momentum_buffers=buffers, r=self.r,
+                                            reduce=ctx.reduce)
+        penalty = ctx.penalty()
+        if penalty is not None:  # the same on every rank: no all-reduce needed
+            extra = torch.autograd.grad(penalty, alphas, allow_unused=True)
+            grads = [g if e is None else g + e for g, e in zip(grads, extra)]
         for alpha, grad in zip(alphas, grads):
             alpha.grad = grad.to(alpha.dtype)
         ctx.optimizer.step()
-        return {"arch_loss": loss}
+        return with_penalty({"arch_loss": loss}, penalty)
+
+
+def with_penalty(metrics: dict[str, Tensor], penalty: Tensor | None) -> dict[str, Tensor]:
+    """``metrics`` plus ``arch_penalty`` when the regularizers added one."""
+    if penalty is not None:
+        metrics["arch_penalty"] = penalty.detach()
+    return metrics

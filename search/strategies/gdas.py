@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ops import Genotype
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
-from search.strategies.darts import supernet_genotype
+from search.strategies.darts import supernet_genotype, with_penalty
 from search.strategies.paths import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights, CellWeights
 
@@ -29,6 +29,9 @@ def gumbel_hard(alpha: Tensor, tau: float, generator: torch.Generator) -> tuple[
     return hard - soft.detach() + soft, index
 
 
+EDGE_FORMS = ("auto", "sum", "selected")
+
+
 def tau_schedule(epoch: int, epochs: int, tau_max: float, tau_min: float) -> float:
     """GDAS's linear annealing: ``tau_max - (tau_max - tau_min) * epoch / (epochs - 1)`` (``tau_max`` if one epoch)."""
     if epochs <= 1:
@@ -43,26 +46,42 @@ class GdasStrategy(PicklesGenerator, SearchStrategy):
     runs only that op. Validation runs the argmax op of every edge; the genotype is the DARTS rule on
     ``softmax(alpha)``.
 
+    ``edge_form`` chooses between the two forms of the authors' code (D-X-Y/AutoDL-Projects): ``sum``, the
+    NAS-Bench-201 cell's ``sum_k (h_k * op_k(x) if k == sampled else h_k)`` (the zero-valued straight-through
+    weights of the ops that did not run are added too, so every alpha gets a gradient on every step: the form
+    behind the published NB201 figure 93.61), and ``selected``, their DARTS-space cell's ``h_sampled *
+    op_sampled(x)`` (and their NB201 "GDAS v1"). ``auto`` (default) picks ``sum`` for the NB201 space and
+    ``selected`` for the DARTS space, as their code does.
+
     Args:
         tau_max: Temperature of the first epoch (GDAS: 10).
         tau_min: Temperature of the last epoch (GDAS: 0.1).
         init_scale: alphas start as ``init_scale * randn``.
         seed: Seed of the Gumbel noise (the same on every rank, so ranks sample the same ops).
+        edge_form: ``auto``, ``sum`` or ``selected`` (see above).
     """
 
     unused_parameters = True
 
-    def __init__(self, tau_max: float = 10.0, tau_min: float = 0.1, init_scale: float = 1e-3, seed: int = 0) -> None:
+    def __init__(self, tau_max: float = 10.0, tau_min: float = 0.1, init_scale: float = 1e-3, seed: int = 0,
+                 edge_form: str = "auto") -> None:
         if not 0 < tau_min <= tau_max:
             raise ValueError(f"GDAS needs 0 < tau_min <= tau_max, got tau_min={tau_min}, tau_max={tau_max} "
                              "(--model.strategy_args.tau_min / tau_max)")
+        if edge_form not in EDGE_FORMS:
+            raise ValueError(f"GDAS edge_form must be one of {', '.join(EDGE_FORMS)}, got {edge_form!r} "
+                             "(--model.strategy_args.edge_form)")
+        self.edge_form = edge_form
+        self.add_inactive = edge_form == "sum"
         self.tau_max, self.tau_min = float(tau_max), float(tau_min)
         self.init_scale = init_scale
         self.tau = self.tau_max
         self.generator = seeded_generator(seed)
 
     def build_arch(self, supernet: nn.Module) -> ArchParameters:
-        """``[num_edges, num_ops]`` alphas per cell type of ``supernet``."""
+        """``[num_edges, num_ops]`` alphas per cell type of ``supernet``; settles ``edge_form="auto"``."""
+        if self.edge_form == "auto":
+            self.add_inactive = getattr(supernet, "space", None) == "nb201"
         return ArchParameters.for_network(supernet, init_scale=self.init_scale)
 
     def weights(self, arch: nn.Module) -> ArchWeights:
@@ -70,7 +89,7 @@ class GdasStrategy(PicklesGenerator, SearchStrategy):
         out: ArchWeights = {}
         for cell in arch.cell_types:
             hard, index = gumbel_hard(arch.alphas[cell], self.tau, self.generator)
-            out[cell] = CellWeights(ops=hard, active=index.cpu())
+            out[cell] = CellWeights(ops=hard, active=index.cpu(), add_inactive=self.add_inactive)
         return out
 
     def eval_weights(self, arch: nn.Module) -> ArchWeights:
@@ -88,10 +107,11 @@ class GdasStrategy(PicklesGenerator, SearchStrategy):
             raise RuntimeError("GDAS needs an architecture optimizer")
         x, y = ctx.val_batch
         ctx.optimizer.zero_grad()
-        loss = ctx.criterion(ctx.supernet(x, self.weights(ctx.arch)), y)
-        ctx.backward(loss)
+        loss = ctx.criterion(ctx.supernet(x, ctx.transform(self.weights(ctx.arch))), y)
+        penalty = ctx.penalty()
+        ctx.backward(loss if penalty is None else loss + penalty)
         ctx.optimizer.step()
-        return {"arch_loss": loss.detach(), "tau": torch.tensor(self.tau, device=loss.device)}
+        return with_penalty({"arch_loss": loss.detach(), "tau": torch.tensor(self.tau, device=loss.device)}, penalty)
 
     def probabilities(self, arch: nn.Module) -> dict[str, Tensor]:
         """Detached ``softmax(alpha)`` per cell type."""

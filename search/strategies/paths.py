@@ -134,17 +134,25 @@ def genotype_path(supernet: nn.Module, genotype: Genotype, device: torch.device 
 @contextmanager
 def batch_statistics(module: nn.Module) -> Iterator[None]:
     """Evaluate ``module`` without gradients and with BatchNorm on batch statistics, leaving running statistics
-    (and ``num_batches_tracked``) untouched; modes are restored afterwards."""
+    (and ``num_batches_tracked``) untouched: they are saved and put back afterwards, so the fused cell forward,
+    which updates them as the modules would, can run inside too. Modes are restored afterwards."""
     norms = [m for m in module.modules() if isinstance(m, _BatchNorm)]
-    saved = [(m.training, m.track_running_stats) for m in norms]
+    saved = [(m.training, [None if b is None else b.clone() for b in _statistics(m)]) for m in norms]
     try:
         for m in norms:
-            m.training, m.track_running_stats = True, False
+            m.training = True
         with torch.no_grad():
             yield
     finally:
-        for m, (training, track) in zip(norms, saved):
-            m.training, m.track_running_stats = training, track
+        for m, (training, buffers) in zip(norms, saved):
+            m.training = training
+            for live, kept in zip(_statistics(m), buffers):
+                if live is not None and kept is not None:
+                    live.copy_(kept)
+
+
+def _statistics(norm: _BatchNorm) -> list[Tensor | None]:
+    return [norm.running_mean, norm.running_var, norm.num_batches_tracked]
 
 
 class ProbeSet:

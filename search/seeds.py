@@ -1,0 +1,338 @@
+"""Multi-seed one-shot search in one command: ``python -m search.seeds --config quickstart.yaml --seeds 0 1 2``.
+
+Runs the search of the config once per seed, one after the other in this process (``search.cli.main`` with
+``--seed_everything S``, ``--model.strategy_args.seed S`` where the strategy takes a seed, and the run folder
+``<save_dir>/<name>/seed_S``), then writes ``<save_dir>/<name>/seeds_summary.json`` and prints it: each seed's
+genotype, how far the seeds agree edge by edge, and with ``--table nb201.csv`` (NAS-Bench-201 space) each
+genotype's CIFAR-10 test accuracy with mean ± sample std. Every other flag goes to the search
+(``python -m search.darts --help`` lists them). A seed whose folder already holds ``genotype.json`` is reused,
+so a killed command picks up where it stopped; an unfinished seed folder is removed and that seed run again.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import statistics
+import sys
+from argparse import ArgumentError
+from collections import Counter
+from collections.abc import Sequence
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+from ops import DartsGenotype, Genotype, NB201Genotype
+from ops.genotype import NB201_EDGES
+from search import cli as search_cli
+from search.nb201_table import NB201Table
+from search.strategies import strategy_arguments
+
+PROG = "python -m search.seeds"
+SUMMARY_NAME = "seeds_summary.json"
+MAX_SEED = 2**32 - 1
+TABLE_DATASET, TABLE_SPLIT = "cifar10", "test"
+_SET_HERE = ("--seed_everything", "--trainer.logger.init_args.version", "--model.strategy_args.seed")
+_DEFAULT_LOGGER = "lightning.pytorch.loggers.CSVLogger"
+
+
+class UsageError(ValueError):
+    """Bad input to the multi-seed command: reported as one line, exit status 2."""
+
+
+# ---- edge agreement ---------------------------------------------------------------------------------------------
+def _slots(genotype: Genotype) -> dict[str, list[tuple[str, Any]]]:
+    """Per cell type, the (slot name, choice) pairs compared across seeds: NB201 edges; DARTS nodes, each as
+    the set of its (op, input) edges."""
+    if isinstance(genotype, NB201Genotype):
+        return {"normal": [(f"{src}->{dst}", op) for op, (src, dst) in zip(genotype.edges, NB201_EDGES)]}
+    if isinstance(genotype, DartsGenotype):
+        return {cell: [(f"node {k // 2 + 2}", frozenset(edges[k:k + 2])) for k in range(0, len(edges), 2)]
+                for cell, edges in (("normal", genotype.normal), ("reduce", genotype.reduce))}
+    raise ValueError(f"unsupported genotype type {type(genotype).__name__}")
+
+
+def _choice_json(choice: Any) -> Any:
+    return sorted([op, src] for op, src in choice) if isinstance(choice, frozenset) else choice
+
+
+def edge_agreement(genotypes: Sequence[Genotype]) -> dict[str, Any]:
+    """How far ``genotypes`` (one per seed, one space) agree.
+
+    Per cell type and edge (NB201) or node (DARTS, compared as the set of its ``(op, input)`` edges): the most
+    common choice and the fraction of genotypes that make it. Overall: ``all_agree`` slots on which every
+    genotype agrees, out of ``slots``; ``mean`` the mean fraction.
+    """
+    if not genotypes:
+        raise ValueError("edge_agreement needs at least one genotype")
+    per_seed = [_slots(g) for g in genotypes]
+    layout = [(cell, [name for name, _ in slots]) for cell, slots in per_seed[0].items()]
+    if any([(c, [n for n, _ in s]) for c, s in p.items()] != layout for p in per_seed):
+        raise ValueError("the genotypes come from different search spaces or cell sizes")
+    cells: dict[str, list[dict[str, Any]]] = {}
+    fractions = []
+    for cell, names in layout:
+        cells[cell] = []
+        for index, name in enumerate(names):
+            choice, count = Counter(p[cell][index][1] for p in per_seed).most_common(1)[0]
+            fractions.append(count / len(genotypes))
+            cells[cell].append({"slot": name, "choice": _choice_json(choice), "agreement": fractions[-1]})
+    return {"cells": cells, "all_agree": sum(f == 1.0 for f in fractions), "slots": len(fractions),
+            "mean": sum(fractions) / len(fractions)}
+
+
+# ---- summary ----------------------------------------------------------------------------------------------------
+def mean_sample_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (``ddof=1``); ``None`` where undefined (no values; std of one)."""
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def build_summary(runs: Sequence[dict[str, Any]], genotypes: Sequence[Genotype],
+                  table: NB201Table | None = None) -> dict[str, Any]:
+    """The summary of a multi-seed command: ``runs`` (one dict per seed with ``seed``, ``run_dir``, ``reused``)
+    completed with each genotype (its text) and, given an NB201 ``table``, its CIFAR-10 test accuracy (``None``
+    for a cell not in the table), the edge agreement, and the accuracy's mean and sample std."""
+    metric = f"{TABLE_DATASET}_{TABLE_SPLIT}"
+    out_runs = []
+    for run, genotype in zip(runs, genotypes):
+        record = {**run, "genotype": genotype.to_text()}
+        if table is not None:
+            if not isinstance(genotype, NB201Genotype):
+                raise ValueError("--table needs NAS-Bench-201 genotypes")
+            record[metric] = table.accuracy(genotype, TABLE_DATASET, TABLE_SPLIT) if genotype in table else None
+        out_runs.append(record)
+    summary: dict[str, Any] = {"space": genotypes[0].space, "seeds": [r["seed"] for r in runs], "runs": out_runs,
+                               "agreement": edge_agreement(genotypes)}
+    if table is not None:
+        found = [r[metric] for r in out_runs if r[metric] is not None]
+        mean, std = mean_sample_std(found)
+        summary["table"] = {"path": str(table.path), "metric": metric, "mean": mean, "std": std, "n": len(found),
+                            "not_in_table": [r["seed"] for r in out_runs if r[metric] is None]}
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The summary as printed: one line per seed, the agreement per cell type, the table statistics."""
+    n = len(summary["runs"])
+    lines = []
+    for run in summary["runs"]:
+        accuracy = ""
+        if "table" in summary:
+            value = run[summary["table"]["metric"]]
+            accuracy = " (not in the table)" if value is None else f" ({summary['table']['metric']} {value:.2f}%)"
+        lines.append(f"seed {run['seed']}{' [reused]' if run['reused'] else ''}: {run['genotype']}{accuracy}")
+    agreement = summary["agreement"]
+    unit = "nodes" if summary["space"] == "darts" else "edges"
+    lines.append(f"edge agreement over {n} seed{'s' * (n != 1)}: all agree on {agreement['all_agree']} of "
+                 f"{agreement['slots']} {unit} (mean {agreement['mean']:.2f})")
+    for cell, slots in agreement["cells"].items():
+        parts = [f"{s['slot']} {round(s['agreement'] * n)}/{n}" for s in slots]
+        lines.append(f"  {cell}: " + ", ".join(parts))
+    if "table" in summary:
+        table = summary["table"]
+        if table["mean"] is None:
+            lines.append(f"{table['metric']}: no genotype is in {table['path']}")
+        else:
+            spread = "" if table["std"] is None else f" ± {table['std']:.2f}"
+            missing = f", seeds {table['not_in_table']} not in the table" if table["not_in_table"] else ""
+            lines.append(f"{table['metric']}: {table['mean']:.2f}{spread}% (mean ± sample std over "
+                         f"{table['n']} seeds{missing})")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write strict JSON (no NaN) atomically: a temporary file renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+# ---- command line -----------------------------------------------------------------------------------------------
+def parse_seeds(values: Sequence[str]) -> list[int]:
+    """``--seeds`` values: distinct integers in 0..2**32-1; anything else raises ``UsageError``."""
+    allowed = f"allowed: one or more distinct integers 0..{MAX_SEED}, e.g. --seeds 0 1 2"
+    if not values:
+        raise UsageError(f"--seeds needs at least one value; {allowed}")
+    seeds = []
+    for value in values:
+        try:
+            seed = int(value)
+        except ValueError:
+            raise UsageError(f"--seeds: {value!r} is not an integer; {allowed}") from None
+        if not 0 <= seed <= MAX_SEED:
+            raise UsageError(f"--seeds: {seed} is {'negative' if seed < 0 else 'too large'}; {allowed}")
+        seeds.append(seed)
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise UsageError(f"--seeds: {', '.join(map(str, repeated))} given twice; {allowed}")
+    return seeds
+
+
+def split_args(argv: Sequence[str]) -> tuple[list[str] | None, str | None, list[str]]:
+    """Take ``--seeds V...`` and ``--table PATH`` out of ``argv``; the rest is for the search."""
+    seeds: list[str] | None = None
+    table: str | None = None
+    rest: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--seeds" or arg.startswith("--seeds="):
+            if seeds is not None:
+                raise UsageError("--seeds is given twice; give all seeds once, e.g. --seeds 0 1 2")
+            seeds = [arg.split("=", 1)[1]] if "=" in arg else []
+            while "=" not in arg and i + 1 < len(args) and not args[i + 1].startswith("--"):
+                i += 1
+                seeds.append(args[i])
+        elif arg == "--table" or arg.startswith("--table="):
+            if table is not None:
+                raise UsageError("--table is given twice; allowed: one NAS-Bench-201 CSV path")
+            if "=" in arg:
+                table = arg.split("=", 1)[1]
+            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+                i += 1
+                table = args[i]
+            else:
+                raise UsageError("--table needs a value: the path of a NAS-Bench-201 CSV (nb201.csv)")
+        else:
+            if arg.split("=", 1)[0] in _SET_HERE:
+                raise UsageError(f"{arg.split('=', 1)[0]} is set per seed by --seeds; drop it")
+            rest.append(arg)
+        i += 1
+    return seeds, table, rest
+
+
+def parse_search_config(args: Sequence[str]) -> Any:
+    """The search's configuration as ``search.cli`` parses it (nothing instantiated, nothing written)."""
+    with mock.patch.object(search_cli.SearchCLI, "instantiate_classes", lambda self: None), \
+            search_cli._held_output([False]):  # noqa: SLF001 -- hold Lightning's chatter back, as the CLI does
+        return search_cli.build_cli(args, PROG).config
+
+
+def _logger_args(config: Any) -> tuple[Path, Any]:
+    """The parent folder of the seed folders, and ``seed -> flags`` giving a seed its run folder ``seed_S``."""
+    logger = config.trainer.logger
+    if logger is None or isinstance(logger, bool):  # logging off or Lightning's default: a CSVLogger of our own
+        save_dir = config.trainer.default_root_dir or "runs"
+        parent = Path(save_dir) / "search"
+
+        def flags(seed: int) -> list[str]:
+            spec = {"class_path": _DEFAULT_LOGGER, "init_args": {"save_dir": str(save_dir), "name": "search",
+                                                                 "version": f"seed_{seed}"}}
+            return ["--trainer.logger", json.dumps(spec)]
+        return parent, flags
+    if not hasattr(logger, "class_path"):
+        raise UsageError("--trainer.logger: a multi-seed run needs one logger (e.g. CSVLogger), not a list")
+    module, _, name = logger.class_path.rpartition(".")
+    params = inspect.signature(getattr(import_module(module), name)).parameters
+    if not {"save_dir", "name", "version"} <= set(params):
+        raise UsageError(f"--trainer.logger {logger.class_path} takes no save_dir/name/version; "
+                         f"allowed: a logger that does, e.g. {_DEFAULT_LOGGER}")
+    init = logger.init_args
+    parent = Path(init.save_dir) / (init.name or "")
+    return parent, lambda seed: ["--trainer.logger.init_args.version", f"seed_{seed}"]
+
+
+def _space(config: Any) -> str:
+    module, _, name = config.model.supernet.class_path.rpartition(".")
+    return getattr(getattr(import_module(module), name), "space", "?")
+
+
+def _finished(run_dir: Path, space: str) -> Genotype | None:
+    """The final genotype of a finished seed folder, or ``None``; a genotype of another space raises."""
+    path = run_dir / "genotype.json"
+    if not path.is_file():
+        return None
+    try:
+        genotype = Genotype.load(path)
+    except ValueError as err:
+        raise UsageError(f"{err}; remove {run_dir} to run that seed again") from None
+    if genotype.space != space:
+        raise UsageError(f"{path} holds a {genotype.space} genotype, this config searches the {space} space; "
+                         "use another --trainer.logger.init_args.name or save_dir")
+    return genotype
+
+
+def _prepare(argv: Sequence[str]) -> dict[str, Any]:
+    """Check every input before anything runs or is written; bad input raises ``UsageError``."""
+    seed_values, table_path, rest = split_args(argv)
+    if seed_values is None:
+        raise UsageError("--seeds is required; allowed: one or more distinct integers, e.g. --seeds 0 1 2")
+    seeds = parse_seeds(seed_values)
+    if table_path is not None and not Path(table_path).is_file():
+        raise UsageError(f"--table {table_path}: no such file; allowed: a NAS-Bench-201 CSV (nb201.csv)")
+    try:
+        config = parse_search_config(rest)
+    except (ArgumentError, MisconfigurationException, ValueError, TypeError, FileNotFoundError, KeyError) as err:
+        raise UsageError(search_cli.one_line(err, getattr(err, "parser", None))) from None
+    space = _space(config)
+    table = None
+    if table_path is not None:
+        if space != NB201Genotype.space:
+            raise UsageError(f"--table is for the NAS-Bench-201 space only; this config searches the {space} "
+                             "space (supernet.NB201SearchNetwork configs, e.g. nb201_darts.yaml)")
+        try:
+            table = NB201Table(table_path)
+        except (ValueError, FileNotFoundError) as err:
+            raise UsageError(f"--table {table_path}: {err}") from None
+    try:
+        takes_seed = "seed" in strategy_arguments(config.model.strategy)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    parent, logger_flags = _logger_args(config)
+    finished = {seed: _finished(parent / f"seed_{seed}", space) for seed in seeds}
+    return {"seeds": seeds, "rest": rest, "table": table, "parent": parent, "logger_flags": logger_flags,
+            "strategy_seed": takes_seed, "finished": finished, "space": space}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the search once per seed and write and print the summary; return the exit status (2: bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(f"usage: {PROG} --config CONFIG --seeds S [S ...] [--table nb201.csv] [search flags]\n\n{__doc__}")
+        return 0
+    try:
+        setup = _prepare(argv)
+    except UsageError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return search_cli.EXIT_USAGE
+    seeds, parent = setup["seeds"], setup["parent"]
+    runs, genotypes = [], []
+    for position, seed in enumerate(seeds, start=1):
+        run_dir = parent / f"seed_{seed}"
+        genotype = setup["finished"][seed]
+        if genotype is not None:
+            print(f"[seed {seed}, {position}/{len(seeds)}] reused the finished run {run_dir}", flush=True)
+        else:
+            if run_dir.exists():
+                print(f"[seed {seed}] removing the unfinished run folder {run_dir}", flush=True)
+                shutil.rmtree(run_dir)
+            print(f"[seed {seed}, {position}/{len(seeds)}] searching into {run_dir}", flush=True)
+            args = [*setup["rest"], "--seed_everything", str(seed), *setup["logger_flags"](seed)]
+            if setup["strategy_seed"]:
+                args += ["--model.strategy_args.seed", str(seed)]
+            status = search_cli.main(args, prog=PROG)
+            if status != 0:
+                return status
+            genotype = _finished(run_dir, setup["space"])
+            if genotype is None:
+                print(f"{PROG}: error: seed {seed}: the search wrote no {run_dir / 'genotype.json'}", file=sys.stderr)
+                return 1
+        runs.append({"seed": seed, "run_dir": str(run_dir), "reused": setup["finished"][seed] is not None})
+        genotypes.append(genotype)
+    summary = {**build_summary(runs, genotypes, setup["table"]), "search_args": setup["rest"]}
+    path = parent / SUMMARY_NAME
+    write_json(path, summary)
+    print(format_summary(summary) + f"\nwrote {path}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,232 @@
+"""Architecture selection by perturbation (DARTS-PT; Wang et al., ICLR 2021), after any alpha-based supernet search.
+
+The magnitude of ``alpha`` says little about how much the supernet relies on an op (skip connections win on
+magnitude while contributing little). DARTS-PT decides edge by edge instead: on the chosen edge, remove each
+candidate in turn (its mixing weight set to 0, the others left as they are) and keep the op whose removal costs the
+supernet the most validation accuracy; the edge is then fixed to that op (one-hot) and the supernet is fine-tuned
+before the next decision. In the DARTS space the topology is chosen the same way afterwards: for each node, the
+incoming edge whose removal hurts least is dropped until two remain.
+
+Here the selection is the final phase of the search run (``SearchModule(selection=PerturbationSelection(...))``):
+the last ``tune_epochs + 1`` epochs each end with a round in which the decisions due (spread evenly over the rounds,
+see ``due``) are taken on the epoch's last ``probe_batches`` validation batches; the epochs between are the
+fine-tuning (weights and the undecided alphas keep
+training; the weights' cosine schedule is near its end there, 0.001-0.003, where DARTS-PT fine-tunes at a constant
+0.0025). Edge order is random (``seed``, the same on every rank: DARTS-PT's ``edge_decision random``); accuracies are
+pooled over DDP ranks, so every rank takes the same decisions. BatchNorm uses batch statistics, as DARTS-PT.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from search.strategies.paths import NONE_OP, ProbeSet, load_generator_state, seeded_generator
+from supernet import ArchParameters, ArchWeights
+
+Decision = tuple[str, str, int]
+"""``("op", cell, edge)`` or ``("topology", cell, node)``."""
+Scorer = Callable[[list[ArchWeights]], list[float]]
+"""Accuracy of the supernet under each of a list of architecture weights (pooled over ranks)."""
+
+
+def node_edges(steps: int) -> list[list[int]]:
+    """DARTS cell: the supernet edge indices entering each intermediate node (node ``i`` has ``2 + i`` inputs)."""
+    out, offset = [], 0
+    for i in range(steps):
+        out.append(list(range(offset, offset + 2 + i)))
+        offset += 2 + i
+    return out
+
+
+def due(total: int, rounds: int, round_index: int) -> int:
+    """How many of ``total`` decisions are due by round ``round_index`` of ``rounds`` when they are spread evenly
+    from the first round to the last (decision ``j`` at round ``floor(j * (rounds - 1) / (total - 1))``): 6 decisions
+    over 25 rounds fall at rounds 0, 4, 9, 14, 19 and 24 (DARTS-PT: every 5 epochs, the last at the end); with more
+    decisions than rounds several share a round. Everything is due by the last round."""
+    if round_index >= rounds - 1 or total <= 1:
+        return total
+    return sum(1 for j in range(total) if (j * (rounds - 1)) // (total - 1) <= round_index)
+
+
+def worst_removal(scores: list[float]) -> int:
+    """Index of the lowest score (the removal that hurts most); the lowest index wins ties."""
+    return min(range(len(scores)), key=lambda k: (scores[k], k))
+
+
+def best_removal(scores: list[float]) -> int:
+    """Index of the highest score (the removal that hurts least); the lowest index wins ties."""
+    return min(range(len(scores)), key=lambda k: (-scores[k], k))
+
+
+class PerturbationSelection:
+    """DARTS-PT as the last phase of a search (see the module docstring).
+
+    Args:
+        tune_epochs: Fine-tuning epochs between the first and the last round of decisions; the phase takes the last
+            ``tune_epochs + 1`` epochs of the run, so ``--trainer.max_epochs`` must exceed it. DARTS-PT: 5 epochs
+            between decisions, i.e. 25 on NAS-Bench-201 (6 edges) and 80 in the DARTS space.
+        probe_batches: Validation batches each candidate removal is scored on (DARTS-PT: the whole validation split).
+        topology: DARTS space: also choose each node's two inputs by perturbation (DARTS-PT); otherwise the DARTS
+            rule ranks the inputs.
+        seed: Seed of the random edge order.
+    """
+
+    def __init__(self, tune_epochs: int = 5, probe_batches: int = 10, topology: bool = True, seed: int = 0) -> None:
+        if not isinstance(tune_epochs, int) or tune_epochs < 0:
+            raise ValueError(f"--model.selection.tune_epochs must be an integer >= 0, got {tune_epochs!r}")
+        self.tune_epochs = tune_epochs
+        self.topology = bool(topology)
+        self.probe = ProbeSet(probe_batches)
+        self.generator = seeded_generator(seed)
+        self.fixed: dict[str, dict[int, int]] = {}
+        self.removed: dict[str, list[int]] = {}
+        self.pending: list[Decision] | None = None
+        self.total = 0
+        self.allowed: tuple[int, ...] = ()
+        self.candidates: tuple[str, ...] = ()
+        self.steps: int | None = None
+
+    # ---- set-up ---------------------------------------------------------------------------------------------------
+    def check(self, supernet: nn.Module, arch: nn.Module, strategy: Any) -> None:
+        """Refuse what DARTS-PT cannot select on: no alphas, or a strategy that runs sampled paths."""
+        if not isinstance(arch, ArchParameters):
+            raise ValueError(f"--model.selection: perturbation selection needs architecture alphas; strategy "
+                             f"{strategy.name!r} has none (use darts, pcdarts or drnas)")
+        if getattr(strategy, "unused_parameters", False):
+            raise ValueError(f"--model.selection: perturbation selection removes one op from a supernet that mixes "
+                             f"them all; strategy {strategy.name!r} runs sampled paths (use darts, pcdarts or drnas)")
+        space = getattr(supernet, "space", None)
+        if space not in ("darts", "nb201"):
+            raise ValueError(f"--model.selection: perturbation selection knows the darts and nb201 spaces, not {space!r}")
+        candidates = self.candidates = tuple(supernet.candidates)
+        self.steps = supernet.steps if space == "darts" else None
+        # the DARTS rule never keeps `none`; NAS-Bench-201 cells may hold it
+        self.allowed = tuple(k for k, op in enumerate(candidates) if space == "nb201" or op != NONE_OP)
+        if not self.allowed:
+            raise ValueError("--model.selection: the supernet has no candidate op besides 'none'")
+        for cell in arch.cell_types:
+            self.fixed.setdefault(cell, {})
+            self.removed.setdefault(cell, [])
+        if self.pending is None:
+            self.pending = self._plan(arch.cell_types, arch.num_edges)
+            self.total = len(self.pending)
+
+    def _plan(self, cell_types: tuple[str, ...], num_edges: int) -> list[Decision]:
+        """Every op decision, in random edge order per cell type and interleaved across cell types (DARTS-PT
+        projects the normal and the reduction cell in the same round), then the topology decisions."""
+        orders = {cell: torch.randperm(num_edges, generator=self.generator).tolist() for cell in cell_types}
+        plan: list[Decision] = [("op", cell, orders[cell][i]) for i in range(num_edges) for cell in cell_types]
+        if self.steps is not None and self.topology:
+            nodes = [i for i in range(self.steps) if 2 + i > 2]
+            for cell in cell_types:
+                order = torch.randperm(len(nodes), generator=self.generator).tolist()
+                plan.extend(("topology", cell, nodes[i]) for i in order)
+        return plan
+
+    def first_epoch(self, max_epochs: int) -> int:
+        """The epoch that ends with the first round of decisions."""
+        return max_epochs - self.tune_epochs - 1
+
+    # ---- what the supernet sees -----------------------------------------------------------------------------------
+    def transform(self, weights: ArchWeights, phase: str = "eval") -> ArchWeights:
+        """Decided edges one-hot at their op, removed edges zero, the others as given (every phase)."""
+        if not any(self.fixed.values()) and not any(self.removed.values()):
+            return weights
+        return {cell: replace(w, ops=self.project(cell, w.ops)) for cell, w in weights.items()}
+
+    def project(self, cell: str, ops: Tensor) -> Tensor:
+        """``ops`` (``[num_edges, num_ops]``) with this cell type's decisions applied."""
+        fixed, removed = self.fixed.get(cell, {}), self.removed.get(cell, [])
+        if not fixed and not removed:
+            return ops
+        keep = torch.ones_like(ops)
+        chosen = torch.zeros_like(ops)
+        for edge, op in fixed.items():
+            keep[edge] = 0.0
+            chosen[edge, op] = 1.0
+        for edge in removed:
+            keep[edge] = 0.0
+            chosen[edge] = 0.0
+        return ops * keep + chosen
+
+    # ---- decisions ------------------------------------------------------------------------------------------------
+    def decide_round(self, epoch: int, max_epochs: int, base: ArchWeights, score: Scorer) -> list[str]:
+        """Take the decisions due by this epoch (see ``due``); return one line per decision taken. ``base``: the
+        evaluation weights with every transform applied; ``score``: see ``Scorer``."""
+        if not self.pending or epoch < self.first_epoch(max_epochs):
+            return []
+        total = self.total
+        count = due(total, self.tune_epochs + 1, epoch - self.first_epoch(max_epochs)) - (total - len(self.pending))
+        lines = []
+        for _ in range(max(count, 0)):
+            kind, cell, index = self.pending.pop(0)
+            lines.append(self._decide_op(cell, index, base, score) if kind == "op"
+                         else self._decide_topology(cell, index, base, score))
+            base = self.transform(base)
+        return lines
+
+    def _decide_op(self, cell: str, edge: int, base: ArchWeights, score: Scorer) -> str:
+        trials = []
+        for k in self.allowed:
+            ops = base[cell].ops.clone()
+            ops[edge, k] = 0.0
+            trials.append({**base, cell: replace(base[cell], ops=ops)})
+        accuracies = score(trials)
+        pick = self.allowed[worst_removal(accuracies)]
+        self.fixed[cell][edge] = pick
+        without = ", ".join(f"{self.candidates[k]} {a:.3f}" for k, a in zip(self.allowed, accuracies))
+        return f"{cell} edge {edge}: {self.candidates[pick]} (supernet accuracy without each op: {without})"
+
+    def _decide_topology(self, cell: str, node: int, base: ArchWeights, score: Scorer) -> str:
+        assert self.steps is not None
+        remaining = [e for e in node_edges(self.steps)[node] if e not in self.removed[cell]]
+        dropped = []
+        while len(remaining) > 2:
+            trials = []
+            for edge in remaining:
+                ops = base[cell].ops.clone()
+                ops[edge] = 0.0
+                trials.append({**base, cell: replace(base[cell], ops=ops)})
+            edge = remaining.pop(best_removal(score(trials)))
+            self.removed[cell].append(edge)
+            dropped.append(edge)
+            base = self.transform(base)
+        return f"{cell} node {node + 2}: drop input edges {dropped}, keep {remaining}"
+
+    @property
+    def done(self) -> bool:
+        """True when every decision has been taken."""
+        return self.pending is not None and not self.pending
+
+    # ---- checkpoint -----------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Decisions taken and pending, and the generator state."""
+        return {"fixed": {c: {str(e): k for e, k in f.items()} for c, f in self.fixed.items()},
+                "removed": {c: list(r) for c, r in self.removed.items()},
+                "pending": None if self.pending is None else [list(d) for d in self.pending], "total": self.total,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        self.fixed = {c: {int(e): int(k) for e, k in f.items()} for c, f in state["fixed"].items()}
+        self.removed = {c: [int(e) for e in r] for c, r in state["removed"].items()}
+        pending = state["pending"]
+        self.pending = None if pending is None else [(str(a), str(b), int(c)) for a, b, c in pending]
+        self.total = int(state["total"])
+        load_generator_state(self.generator, state["generator"])
+
+    def __getstate__(self) -> dict[str, Any]:  # torch.Generator does not pickle (ddp_spawn workers)
+        state = self.__dict__.copy()
+        state["generator"] = self.generator.get_state()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        generator = torch.Generator()
+        generator.set_state(state["generator"])
+        state["generator"] = generator
+        self.__dict__.update(state)
