@@ -1,7 +1,8 @@
 """Search-step throughput and peak memory of every one-shot strategy against 1st-order DARTS at the same config.
 
 Each strategy runs in its own process (so that peak memory is its own): a ``SearchModule`` on the DARTS-space
-supernet, ``Trainer.fit`` over random 32x32x3 images, one architecture step + one weight step per batch. A step is
+supernet (sizes ``small``, ``large``) or on the NAS-Bench-201 supernet at the one-shot benchmark's budget (``nb201``:
+C=8, N=1, batch 64, as ``benchmarks/nb201_oneshot.py``), ``Trainer.fit`` over random 32x32x3 images, one architecture step + one weight step per batch. A step is
 timed from ``on_train_batch_start`` to ``on_train_batch_end``; the first ``--warmup`` steps and the epoch's last step
 (where ENAS and SPOS pick their cell) are left out. Throughput counts the weight-step images (the architecture
 step reads as many validation images). Peak memory: CPU: peak resident set size of the process, and its rise
@@ -10,6 +11,10 @@ during training; CUDA: peak allocated.
     OMP_NUM_THREADS=2 python benchmarks/strategies_step.py                      # C=8, L=5, batch 32 on CPU
     OMP_NUM_THREADS=2 python benchmarks/strategies_step.py --sizes small large  # also C=16, L=8, batch 64
     python benchmarks/strategies_step.py --device cuda --sizes large
+    OMP_NUM_THREADS=1 python benchmarks/strategies_step.py --sizes nb201 --threads 1   # the robust methods too
+
+The robust-search methods (``search.robust`` regularizers, DrNAS) run on the same supernet; perturbation selection
+costs its base strategy's step plus a few forward passes per decision at the end of an epoch, so it is not timed here.
 """
 from __future__ import annotations
 
@@ -23,15 +28,20 @@ import sys
 import time
 from typing import Any
 
-SIZES = {"small": (8, 5, 32), "large": (16, 8, 64)}
-"""name -> (channels, layers, batch)."""
+SIZES = {"small": (8, 5, 32), "large": (16, 8, 64), "nb201": (8, 1, 64)}
+"""name -> (channels, layers (NB201: cells per stage), batch)."""
 STRATEGIES = {
-    "darts (1st order)": ("darts", {"order": 1}, 1),
-    "pcdarts (K=4)": ("pcdarts", {}, 4),
-    "gdas": ("gdas", {}, 1),
-    "enas": ("enas", {"derive_samples": 2, "probe_batches": 1}, 1),
-    "spos": ("spos", {"evaluations": 2, "epoch_evaluations": 2, "probe_batches": 1}, 1),
+    "darts (1st order)": ("darts", {"order": 1}, 1, {}),
+    "pcdarts (K=4)": ("pcdarts", {}, 4, {}),
+    "gdas": ("gdas", {}, 1, {}),
+    "enas": ("enas", {"derive_samples": 2, "probe_batches": 1}, 1, {}),
+    "spos": ("spos", {"evaluations": 2, "epoch_evaluations": 2, "probe_batches": 1}, 1, {}),
+    "beta-darts": ("darts", {"order": 1}, 1, {"BetaDecay": {"weight_start": 1.0}}),
+    "darts-": ("darts", {"order": 1}, 1, {"AuxiliarySkip": {}}),
+    "sdarts-rs": ("darts", {"order": 1}, 1, {"RandomSmoothing": {}}),
+    "drnas": ("drnas", {}, 1, {}),
 }
+"""label -> (strategy, strategy arguments, partial channels, search.robust regularizers)."""
 
 
 def _rss_mib() -> float:
@@ -49,15 +59,22 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     from lightning.pytorch.callbacks import Callback
     from torch.utils.data import DataLoader, TensorDataset
 
+    from search import robust
     from search.module import SearchModule
-    from supernet import DartsSearchNetwork
+    from supernet import DartsSearchNetwork, NB201SearchNetwork
 
     torch.set_num_threads(args.threads)
-    name, strategy_args, partial = STRATEGIES[args.worker]
+    name, strategy_args, partial, regularizers = STRATEGIES[args.worker]
     channels, layers, batch = SIZES[args.size]
     L.seed_everything(0)
-    net = DartsSearchNetwork(channels=channels, layers=layers, num_classes=10, in_channels=3, partial_channels=partial)
-    module = SearchModule(net, strategy=name, strategy_args=strategy_args)
+    if args.size == "nb201":
+        net: torch.nn.Module = NB201SearchNetwork(channels=channels, cells_per_stage=layers, num_classes=10,
+                                                  in_channels=3, partial_channels=partial)
+    else:
+        net = DartsSearchNetwork(channels=channels, layers=layers, num_classes=10, in_channels=3,
+                                 partial_channels=partial)
+    module = SearchModule(net, strategy=name, strategy_args=strategy_args,
+                          regularizers=[getattr(robust, cls)(**kw) for cls, kw in regularizers.items()])
     n_batches = args.warmup + args.steps + 1
     x, y = torch.randn(n_batches * batch, 3, 32, 32), torch.randint(0, 10, (n_batches * batch,))
     loader = lambda: DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=False)  # noqa: E731
@@ -111,7 +128,8 @@ def main() -> None:
     print(f"device {args.device}, {args.threads} threads, median of {args.steps} steps after {args.warmup} warm-up")
     for size in args.sizes:
         channels, layers, batch = SIZES[size]
-        print(f"\nC={channels}, L={layers}, batch {batch}, 32x32x3 (arch step + weight step per batch)")
+        network = f"NB201 supernet C={channels}, N={layers}" if size == "nb201" else f"C={channels}, L={layers}"
+        print(f"\n{network}, batch {batch}, 32x32x3 (arch step + weight step per batch)")
         memory = "peak CUDA MiB" if args.device == "cuda" else "peak RSS MiB (rise)"
         print(f"{'strategy':<20} {'step s':>8} {'images/s':>9} {'vs DARTS':>9} {memory:>20}")
         reference = None

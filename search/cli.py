@@ -263,17 +263,36 @@ def _argv(prog: str, args: Sequence[str]) -> Iterator[None]:
         sys.argv = saved
 
 
+def _cli_kwargs() -> dict[str, Any]:
+    """The LightningCLI settings shared by ``build_cli`` and ``parse_config``."""
+    return dict(model_class=SearchModule, datamodule_class=LightningDataModule, subclass_mode_data=True, run=False,
+                auto_configure_optimizers=False, seed_everything_default=0,
+                trainer_defaults={"logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                                             "init_args": {"save_dir": "runs", "name": "search"}}},
+                parser_kwargs={"exit_on_error": False, "description": __doc__.split("\n\n")[0],
+                               "epilog": _strategies_help()})
+
+
 def build_cli(args: Sequence[str], prog: str = "search") -> SearchCLI:
     """Parse ``args`` (``--config`` names resolved) and instantiate data, model and trainer (``run=False``)."""
     args = resolve_config_args(list(args))
     with _argv(prog, args):
-        return SearchCLI(
-            SearchModule, LightningDataModule, subclass_mode_data=True, run=False, auto_configure_optimizers=False,
-            seed_everything_default=0,
-            trainer_defaults={"logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
-                                         "init_args": {"save_dir": "runs", "name": "search"}}},
-            parser_kwargs={"exit_on_error": False, "description": __doc__.split("\n\n")[0],
-                           "epilog": _strategies_help()})
+        return SearchCLI(**_cli_kwargs())
+
+
+class _ParseOnlyCLI(SearchCLI):
+    """``SearchCLI`` that stops after parsing: nothing is instantiated, nothing written."""
+
+    def instantiate_classes(self) -> None:
+        """Skip building model, data and trainer."""
+
+
+def parse_config(args: Sequence[str], prog: str = "search") -> Any:
+    """The search configuration of ``args`` as the CLI parses it (``--config`` names resolved), without building
+    anything; Lightning's messages are held back. Parse errors raise as in ``build_cli``."""
+    args = resolve_config_args(list(args))
+    with _held_output([False]), _argv(prog, args):
+        return _ParseOnlyCLI(**_cli_kwargs()).config
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

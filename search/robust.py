@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from search.strategies.paths import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights
 
 PHASES = ("arch", "weight", "eval")
@@ -113,11 +114,7 @@ class BetaDecay(ArchRegularizer):
         self.weight = float(state["weight"])
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
-
-
-class RandomSmoothing(ArchRegularizer):
+class RandomSmoothing(PicklesGenerator, ArchRegularizer):
     """SDARTS-RS (Chen & Hsieh, ICML 2020): the weight step sees the op probabilities plus uniform noise
     ``U(-epsilon, epsilon)``, clipped to [0, 1] and renormalized per edge (an edge left all zero gets 1 at its
     largest probability), so the supernet's weights are trained to do well in a neighbourhood of the architecture;
@@ -139,7 +136,7 @@ class RandomSmoothing(ArchRegularizer):
         _check_number("RandomSmoothing", epsilon_start=epsilon_start, epsilon_end=epsilon_end)
         self.epsilon_start, self.epsilon_end = float(epsilon_start), float(epsilon_end)
         self.epsilon = self.epsilon_start
-        self.generator = _generator(seed)
+        self.generator = seeded_generator(seed)
 
     def on_epoch_start(self, epoch: int, max_epochs: int) -> None:
         """Ramp the noise amplitude."""
@@ -156,19 +153,7 @@ class RandomSmoothing(ArchRegularizer):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epsilon = float(state["epsilon"])
-        self.generator.set_state(state["generator"].detach().to("cpu", torch.uint8))
-
-    def __getstate__(self) -> dict[str, Any]:  # torch.Generator does not pickle (ddp_spawn workers)
-        state = self.__dict__.copy()
-        state["generator"] = self.generator.get_state()
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        generator = torch.Generator()
-        generator.set_state(state["generator"])
-        state["generator"] = generator
-        self.__dict__.update(state)
+        load_generator_state(self.generator, state["generator"])
 
 
 def smoothed(probabilities: Tensor, epsilon: float, generator: torch.Generator) -> Tensor:

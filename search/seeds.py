@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -209,13 +208,6 @@ def split_args(argv: Sequence[str]) -> tuple[list[str] | None, str | None, list[
     return seeds, table, rest
 
 
-def parse_search_config(args: Sequence[str]) -> Any:
-    """The search's configuration as ``search.cli`` parses it (nothing instantiated, nothing written)."""
-    with mock.patch.object(search_cli.SearchCLI, "instantiate_classes", lambda self: None), \
-            search_cli._held_output([False]):  # noqa: SLF001 -- hold Lightning's chatter back, as the CLI does
-        return search_cli.build_cli(args, PROG).config
-
-
 def _logger_args(config: Any) -> tuple[Path, Any]:
     """The parent folder of the seed folders, and ``seed -> flags`` giving a seed its run folder ``seed_S``."""
     logger = config.trainer.logger
@@ -269,7 +261,7 @@ def _prepare(argv: Sequence[str]) -> dict[str, Any]:
     if table_path is not None and not Path(table_path).is_file():
         raise UsageError(f"--table {table_path}: no such file; allowed: a NAS-Bench-201 CSV (nb201.csv)")
     try:
-        config = parse_search_config(rest)
+        config = search_cli.parse_config(rest, PROG)
     except (ArgumentError, MisconfigurationException, ValueError, TypeError, FileNotFoundError, KeyError) as err:
         raise UsageError(search_cli.one_line(err, getattr(err, "parser", None))) from None
     space = _space(config)

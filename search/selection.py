@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from search.strategies.paths import NONE_OP, ProbeSet, load_generator_state, seeded_generator
+from search.strategies.paths import NONE_OP, PicklesGenerator, ProbeSet, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights
 
 Decision = tuple[str, str, int]
@@ -62,7 +62,7 @@ def best_removal(scores: list[float]) -> int:
     return min(range(len(scores)), key=lambda k: (-scores[k], k))
 
 
-class PerturbationSelection:
+class PerturbationSelection(PicklesGenerator):
     """DARTS-PT as the last phase of a search (see the module docstring).
 
     Args:
@@ -218,15 +218,3 @@ class PerturbationSelection:
         self.pending = None if pending is None else [(str(a), str(b), int(c)) for a, b, c in pending]
         self.total = int(state["total"])
         load_generator_state(self.generator, state["generator"])
-
-    def __getstate__(self) -> dict[str, Any]:  # torch.Generator does not pickle (ddp_spawn workers)
-        state = self.__dict__.copy()
-        state["generator"] = self.generator.get_state()
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        generator = torch.Generator()
-        generator.set_state(state["generator"])
-        state["generator"] = generator
-        self.__dict__.update(state)
