@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ops import Registry
 from search.strategies.paths import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights
 
@@ -229,5 +230,7 @@ class AuxiliarySkip(ArchRegularizer):
         self.beta = float(state["beta"])
 
 
-REGULARIZERS = {cls.name: cls for cls in (BetaDecay, RandomSmoothing, AuxiliarySkip)}
-"""The regularizers by name (``class_path: search.robust.<Class>`` in a config)."""
+REGULARIZERS: Registry[type[ArchRegularizer]] = Registry("regularizer")
+"""The regularizers by name (in a config: ``class_path: search.robust.<Class>``)."""
+for _cls in (BetaDecay, RandomSmoothing, AuxiliarySkip):
+    REGULARIZERS.register(_cls.name, _cls)

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from ops import check_op, search_space
+from ops import Registry, check_op, search_space
 from supernet.cells import IMPLS, DartsSearchCell, NB201SearchCell, ResNetBasicBlock
 from supernet.fused_bn import module_batch_norm
 from supernet.weights import ArchWeights, CellWeights
@@ -160,11 +160,12 @@ class NB201SearchNetwork(nn.Module):
         return self.classifier(out.flatten(1))
 
 
-SUPERNETS: dict[str, type[nn.Module]] = {"darts": DartsSearchNetwork, "nb201": NB201SearchNetwork}
+SUPERNETS: Registry[type[nn.Module]] = Registry("search space", listing="known")
+"""The search network of each space."""
+SUPERNETS.register("darts", DartsSearchNetwork)
+SUPERNETS.register("nb201", NB201SearchNetwork)
 
 
 def build_supernet(space: str, **kwargs: Any) -> DartsSearchNetwork | NB201SearchNetwork:
     """Build the search network of ``space`` (``darts`` or ``nb201``) with its constructor's keyword arguments."""
-    if space not in SUPERNETS:
-        raise ValueError(f"unknown search space {space!r}; known: {', '.join(sorted(SUPERNETS))}")
-    return SUPERNETS[space](**kwargs)
+    return SUPERNETS.get(space)(**kwargs)

@@ -115,9 +115,9 @@ def test_strided_skip_is_factorized_reduce(affine: bool, expected: int) -> None:
 def scratch_op() -> Iterator[str]:
     """A fresh op name, removed from the registry afterwards whatever the test did."""
     name = "test_scratch_conv_3x3"
-    assert name not in registry._OPS
+    assert name not in registry.OPS
     yield name
-    registry._OPS.pop(name, None)
+    registry.OPS.unregister(name)
 
 
 class _Scaled(nn.Module):
@@ -192,3 +192,38 @@ def test_every_search_space_op_is_registered(space: str) -> None:
     for name in candidates:
         ops.check_op(name)
         assert name in ops.list_ops()
+
+
+def _registries():
+    from search.discrete.cli import STRATEGIES as DISCRETE
+    from search.robust import REGULARIZERS
+    from search.strategies.base import STRATEGIES
+    from supernet.networks import SUPERNETS
+
+    return {"ops": registry.OPS, "search spaces": registry.SEARCH_SPACES, "strategies": STRATEGIES,
+            "supernets": SUPERNETS, "regularizers": REGULARIZERS, "discrete strategies": DISCRETE}
+
+
+@pytest.mark.parametrize("which", ["ops", "search spaces", "strategies", "supernets", "regularizers",
+                                   "discrete strategies"])
+def test_every_registry_names_the_valid_entries_on_an_unknown_name(which: str) -> None:
+    reg = _registries()[which]
+    assert len(reg) >= 2 and reg.names() == sorted(reg)
+    first = reg.names()[0]
+    assert first in reg and reg.get(first) is reg[first]
+    with pytest.raises(ValueError, match=rf"unknown {reg.kind} 'no_such_entry'") as info:
+        reg.get("no_such_entry")
+    assert "\n" not in str(info.value) and all(name in str(info.value) for name in reg.names())
+
+
+def test_registry_register_decorator_overwrite_and_unregister() -> None:
+    reg: registry.Registry[int] = registry.Registry("number", hint=" (--n)")
+    reg.register("one", 1)
+    assert reg.register("two")(2) == 2 and reg.items() == [("one", 1), ("two", 2)]
+    with pytest.raises(ValueError, match="number 'one' is already registered"):
+        reg.register("one", 11)
+    reg.register("one", 11, overwrite=True)
+    assert reg["one"] == 11
+    reg.unregister("one")
+    with pytest.raises(ValueError, match=r"unknown number 'one' \(--n\); valid: two"):
+        reg.get("one")

@@ -7,7 +7,7 @@ from typing import Any, Literal, Optional, Sequence
 
 from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 
-from ops import NB201Genotype
+from ops import NB201Genotype, Registry
 from configs import resolve_config_args
 from search.discrete.evaluator import TabularEvaluator
 from search.discrete.evolution import RegularizedEvolution
@@ -19,11 +19,11 @@ from search.discrete.reinforce import Reinforce
 from search.discrete.space import NB201Space
 from search.nb201_table import LAYOUT_12, LAYOUT_200, NB201Table, size_column
 
-STRATEGIES: dict[str, tuple[type[Strategy], str]] = {
-    "random_search": (RandomSearch, "random search (uniform sampling)"),
-    "evolution": (RegularizedEvolution, "regularized evolution (Real et al. 2019)"),
-    "reinforce": (Reinforce, "REINFORCE with a per-edge categorical policy"),
-}
+STRATEGIES: Registry[tuple[type[Strategy], str]] = Registry("discrete search strategy")
+"""Discrete search strategies by name: the class and a title for ``--help``."""
+STRATEGIES.register("random_search", (RandomSearch, "random search (uniform sampling)"))
+STRATEGIES.register("evolution", (RegularizedEvolution, "regularized evolution (Real et al. 2019)"))
+STRATEGIES.register("reinforce", (Reinforce, "REINFORCE with a per-edge categorical policy"))
 _NEEDS_TABLE = f"pass --table PATH to a NAS-Bench-201 CSV (layout: {LAYOUT_200})"
 
 

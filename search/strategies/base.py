@@ -31,7 +31,7 @@ from typing import Any, ClassVar, TypeVar
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from ops import Genotype
+from ops import Genotype, Registry
 from supernet import ArchWeights
 
 Batch = tuple[Tensor, Tensor]
@@ -122,19 +122,18 @@ class SearchStrategy(ABC):
 
 
 S = TypeVar("S", bound=type[SearchStrategy])
-_STRATEGIES: dict[str, type[SearchStrategy]] = {}
+STRATEGIES: Registry[type[SearchStrategy]] = Registry("strategy", hint=" (--model.strategy)")
+"""The one-shot search strategies by name."""
 
 
 def register_strategy(name: str) -> Callable[[S], S]:
     """Class decorator registering a ``SearchStrategy`` subclass under ``name``."""
 
     def decorator(cls: S) -> S:
-        if name in _STRATEGIES and _STRATEGIES[name] is not cls:
-            raise ValueError(f"strategy {name!r} is already registered")
         if not (isinstance(cls, type) and issubclass(cls, SearchStrategy)):
             raise TypeError(f"@register_strategy({name!r}) needs a SearchStrategy subclass, got {cls!r}")
+        STRATEGIES.register(name, cls)
         cls.name = name
-        _STRATEGIES[name] = cls
         return cls
 
     return decorator
@@ -142,7 +141,7 @@ def register_strategy(name: str) -> Callable[[S], S]:
 
 def list_strategies() -> list[str]:
     """Names of the registered strategies, sorted."""
-    return sorted(_STRATEGIES)
+    return STRATEGIES.names()
 
 
 def strategy_arguments(name: str) -> dict[str, inspect.Parameter]:
@@ -153,9 +152,7 @@ def strategy_arguments(name: str) -> dict[str, inspect.Parameter]:
 
 def get_strategy_class(name: str) -> type[SearchStrategy]:
     """The class registered under ``name``; unknown names raise ``ValueError`` listing the valid ones."""
-    if name not in _STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r} (--model.strategy); valid: {', '.join(list_strategies())}")
-    return _STRATEGIES[name]
+    return STRATEGIES.get(name)
 
 
 def get_strategy(name: str, **kwargs: Any) -> SearchStrategy:
