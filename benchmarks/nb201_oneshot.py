@@ -1,22 +1,25 @@
 """One-shot search of the NAS-Bench-201 space on real CIFAR-10, scored by the NAS-Bench-201 table.
 
-Each run searches the NB201 supernet with ``SearchModule`` and a Lightning ``Trainer`` (no CLI) on the CIFAR-10
-training images, split in half (weights / architecture) as in the NAS-Bench-201 paper, and looks up the
-200-epoch CIFAR-10 test accuracy of the cell it returns (``NB201Table``). Methods: DARTS 1st order
-("DARTS-V1") and GDAS, several seeds each (the seed sets the initial weights and alphas and the Gumbel noise;
-the data split is fixed, as the benchmark's cifar10-valid split is).
+Each run searches the NB201 supernet with ``SearchModule`` and a Lightning ``Trainer`` (no CLI) on CIFAR-10 training
+images, split in half (weights / architecture) as in the NAS-Bench-201 paper, and looks up the 200-epoch CIFAR-10 test
+accuracy of the cell it returns (``NB201Table``). Methods (``METHODS``): DARTS 1st order ("DARTS-V1"), GDAS as the
+NAS-Bench-201 authors ran it (edge sum, weights first, Nesterov, alphas clipped with the weights) and in its
+selected-op form, beta-DARTS, DARTS-, DrNAS, SDARTS-RS, and DARTS / beta-DARTS with perturbation selection (DARTS-PT),
+several seeds each (the seed sets the initial weights and alphas and the methods' noise; the data split is fixed, as
+the benchmark's cifar10-valid split is).
 
-The paper's search (C=16, N=5 cells per stage, 25k/25k images, 50 epochs, batch 64) costs GPU-hours; the
-defaults here are sized to about 20 minutes of 2-core CPU per DARTS run: C=8, N=1, the first 20,000 training
-images (10,000 / 10,000), 12 epochs, batch 64: 157 steps per epoch, 1,884 steps (a DARTS step, architecture plus
-weight update, measured 0.97 CPU-seconds single-threaded on the project's CPU; GDAS 0.21, as only the sampled op
-runs). Each run prints the table accuracy of its cell after every epoch. Optimizer settings are the paper's: weights SGD
-0.025 cosine -> 0.001, momentum 0.9, wd 5e-4, clip 5; alphas Adam 3e-4 (0.5, 0.999) wd 1e-3; GDAS tau 10 -> 0.1
-over the epochs. References printed beside the results: the table's median over all 15,625 cells (90.75, what a
-random cell scores), the optimum (94.37) and the paper's full-scale results (DARTS-V1 54.30 +- 0.00: the
-collapse to the all-skip cell; GDAS 93.61 +- 0.09).
+The paper's search (C=16, N=5 cells per stage, 25k/25k images, 50-100 epochs, batch 64) costs GPU-hours; the defaults
+here are sized so that every method can be run over three seeds on the 2-core development CPU in one sitting: C=8,
+N=1, the first 10,000 training images (5,000 / 5,000), 8 epochs, batch 64: 79 steps per epoch, 632 steps, about 12
+minutes per DARTS-like run on one core (two runs side by side). Earlier figures used 20,000 images and 12 epochs
+(``--images 20000 --epochs 12``). With perturbation selection the last ``tune_epochs + 1 = 4`` of the 8 epochs are
+its decision rounds. Optimizer settings are the paper's: weights SGD 0.025 cosine -> 0.001, momentum 0.9, wd 5e-4,
+clip 5; alphas Adam 3e-4 (0.5, 0.999) wd 1e-3; each method's own constants are its code's (``search.robust``,
+``search.strategies``), stretched over the epochs given. References printed beside the results: the table's median
+over all 15,625 cells (90.75, what a random cell scores), the optimum (94.37) and the published full-scale results
+(DARTS-V1 54.30: the collapse to the all-skip cell; GDAS 93.61 +- 0.09; DARTS- 93.80; DrNAS 94.36; beta-DARTS 94.36).
 
-    python benchmarks/nb201_oneshot.py [--device cpu|cuda] [--methods darts gdas] [--seeds 0 1 2] [--jobs 1]
+    python benchmarks/nb201_oneshot.py [--device cpu|cuda] [--methods darts beta_darts ...] [--seeds 0 1 2] [--jobs 2]
     python benchmarks/nb201_oneshot.py --epochs 1 --images 512            # a quick end-to-end check
     python benchmarks/nb201_oneshot.py --export-subset DIR                 # compact copy of data and table
 
@@ -233,12 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=Path, default=SHARED / "benchdata" / "nb201.csv",
                         help="NAS-Bench-201 200-epoch table")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--methods", nargs="+", default=["darts", "gdas"], help=f"methods: {', '.join(METHODS)}")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), help=f"methods: {', '.join(METHODS)}")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--channels", type=int, default=8, help="C of the supernet (paper: 16)")
     parser.add_argument("--cells", type=int, default=1, help="N, search cells per stage (paper: 5)")
-    parser.add_argument("--images", type=int, default=20000, help="first N training images, split in half")
-    parser.add_argument("--epochs", type=int, default=12, help="search epochs (paper: 50)")
+    parser.add_argument("--images", type=int, default=10000, help="first N training images, split in half")
+    parser.add_argument("--epochs", type=int, default=8, help="search epochs (paper: 50)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--val-batches", type=int, default=20, help="validation batches per epoch (supernet acc)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers per loader")

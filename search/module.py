@@ -59,7 +59,8 @@ class SearchModule(L.LightningModule):
 
     Args:
         supernet: The weight-sharing network, called as ``supernet(x, weights)``; it needs ``cell_types``,
-            ``num_edges``, ``num_ops``, ``candidates`` and ``space`` (see ``supernet.DartsSearchNetwork``).
+            ``num_edges``, ``num_ops``, ``candidates``, ``space`` and ``search_space`` (an ``ops.SearchSpace``; see
+            ``supernet.DartsSearchNetwork``).
         strategy: Search strategy name (see ``search.strategies.list_strategies()``).
         strategy_args: Keyword arguments of the strategy, e.g. ``{order: 2}`` for 2nd-order DARTS.
         lr: Initial learning rate of the weights (SGD).
@@ -106,7 +107,8 @@ class SearchModule(L.LightningModule):
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        missing = [a for a in ("cell_types", "num_edges", "num_ops", "candidates", "space") if not hasattr(supernet, a)]
+        needed = ("cell_types", "num_edges", "num_ops", "candidates", "space", "search_space")
+        missing = [a for a in needed if not hasattr(supernet, a)]
         if missing:
             raise ValueError(f"supernet {type(supernet).__name__} lacks {', '.join(missing)}; use a search network "
                              "from the supernet package")

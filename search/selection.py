@@ -24,22 +24,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from search.strategies.paths import NONE_OP, PicklesGenerator, ProbeSet, load_generator_state, seeded_generator
+from search.strategies.paths import PicklesGenerator, ProbeSet, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights
 
 Decision = tuple[str, str, int]
 """``("op", cell, edge)`` or ``("topology", cell, node)``."""
 Scorer = Callable[[list[ArchWeights]], list[float]]
 """Accuracy of the supernet under each of a list of architecture weights (pooled over ranks)."""
-
-
-def node_edges(steps: int) -> list[list[int]]:
-    """DARTS cell: the supernet edge indices entering each intermediate node (node ``i`` has ``2 + i`` inputs)."""
-    out, offset = [], 0
-    for i in range(steps):
-        out.append(list(range(offset, offset + 2 + i)))
-        offset += 2 + i
-    return out
 
 
 def due(total: int, rounds: int, round_index: int) -> int:
@@ -88,26 +79,27 @@ class PerturbationSelection(PicklesGenerator):
         self.total = 0
         self.allowed: tuple[int, ...] = ()
         self.candidates: tuple[str, ...] = ()
-        self.steps: int | None = None
+        self.node_inputs: list[list[int]] = []
+        self.pruned_nodes: list[int] = []
 
     # ---- set-up ---------------------------------------------------------------------------------------------------
     def check(self, supernet: nn.Module, arch: nn.Module, strategy: Any) -> None:
-        """Refuse what DARTS-PT cannot select on: no alphas, or a strategy that runs sampled paths."""
+        """Refuse what DARTS-PT cannot select on (no alphas, a strategy that runs sampled paths); take the ops and
+        the topology to decide from the supernet's search space."""
         if not isinstance(arch, ArchParameters):
             raise ValueError(f"--model.selection: perturbation selection needs architecture alphas; strategy "
                              f"{strategy.name!r} has none (use darts, pcdarts or drnas)")
         if getattr(strategy, "unused_parameters", False):
             raise ValueError(f"--model.selection: perturbation selection removes one op from a supernet that mixes "
                              f"them all; strategy {strategy.name!r} runs sampled paths (use darts, pcdarts or drnas)")
-        space = getattr(supernet, "space", None)
-        if space not in ("darts", "nb201"):
-            raise ValueError(f"--model.selection: perturbation selection knows the darts and nb201 spaces, not {space!r}")
-        candidates = self.candidates = tuple(supernet.candidates)
-        self.steps = supernet.steps if space == "darts" else None
-        # the DARTS rule never keeps `none`; NAS-Bench-201 cells may hold it
-        self.allowed = tuple(k for k, op in enumerate(candidates) if space == "nb201" or op != NONE_OP)
+        space = supernet.search_space
+        self.candidates = tuple(space.candidates)
+        self.node_inputs = space.node_edges()
+        self.pruned_nodes = space.pruned_nodes() if self.topology else []
+        # the ops a discrete cell may hold: DARTS never keeps `none`, NAS-Bench-201 cells may
+        self.allowed = tuple(space.index(op) for op in space.cell_ops())
         if not self.allowed:
-            raise ValueError("--model.selection: the supernet has no candidate op besides 'none'")
+            raise ValueError("--model.selection: the supernet has no candidate op a discrete cell may hold")
         for cell in arch.cell_types:
             self.fixed.setdefault(cell, {})
             self.removed.setdefault(cell, [])
@@ -120,11 +112,9 @@ class PerturbationSelection(PicklesGenerator):
         projects the normal and the reduction cell in the same round), then the topology decisions."""
         orders = {cell: torch.randperm(num_edges, generator=self.generator).tolist() for cell in cell_types}
         plan: list[Decision] = [("op", cell, orders[cell][i]) for i in range(num_edges) for cell in cell_types]
-        if self.steps is not None and self.topology:
-            nodes = [i for i in range(self.steps) if 2 + i > 2]
-            for cell in cell_types:
-                order = torch.randperm(len(nodes), generator=self.generator).tolist()
-                plan.extend(("topology", cell, nodes[i]) for i in order)
+        for cell in cell_types if self.pruned_nodes else ():
+            order = torch.randperm(len(self.pruned_nodes), generator=self.generator).tolist()
+            plan.extend(("topology", cell, self.pruned_nodes[i]) for i in order)
         return plan
 
     def first_epoch(self, max_epochs: int) -> int:
@@ -182,8 +172,7 @@ class PerturbationSelection(PicklesGenerator):
         return f"{cell} edge {edge}: {self.candidates[pick]} (supernet accuracy without each op: {without})"
 
     def _decide_topology(self, cell: str, node: int, base: ArchWeights, score: Scorer) -> str:
-        assert self.steps is not None
-        remaining = [e for e in node_edges(self.steps)[node] if e not in self.removed[cell]]
+        remaining = [e for e in self.node_inputs[node] if e not in self.removed[cell]]
         dropped = []
         while len(remaining) > 2:
             trials = []
@@ -195,7 +184,7 @@ class PerturbationSelection(PicklesGenerator):
             self.removed[cell].append(edge)
             dropped.append(edge)
             base = self.transform(base)
-        return f"{cell} node {node + 2}: drop input edges {dropped}, keep {remaining}"
+        return f"{cell} node {node}: drop input edges {dropped}, keep {remaining}"
 
     @property
     def done(self) -> bool:

@@ -1,8 +1,9 @@
 """Weight-sharing supernets: MixedOp edges, search cells, search networks, architecture parameters and
-the discretizer. The supernet is a plain module called as ``net(x, weights)``."""
+the discretizer (the spaces' rules, from ``ops``). The supernet is a plain module called as ``net(x, weights)``."""
+from ops.discretize import discretize_darts, discretize_nb201
+from ops.spaces import discretize
 from supernet.arch import ArchParameters, node_softmax
 from supernet.cells import DartsSearchCell, NB201SearchCell, ResNetBasicBlock
-from supernet.discretize import discretize, discretize_darts, discretize_nb201
 from supernet.mixed_op import MixedOp, channel_shuffle
 from supernet.networks import SUPERNETS, DartsSearchNetwork, NB201SearchNetwork, build_supernet
 from supernet.weights import ArchWeights, CellWeights

@@ -33,12 +33,14 @@ class ArchParameters(nn.Module):
     """One ``[num_edges, num_ops]`` alpha per cell type (``init_scale * randn``, DARTS) and, with
     ``edge_betas``, one ``[num_edges]`` beta per cell type (``1e-3 * randn``, PC-DARTS edge normalisation).
 
-    Edge betas are softmaxed per node over its incoming edges: DARTS node ``i`` has ``2 + i`` edges
-    (needs ``steps``); without ``steps`` a 6-edge cell is grouped by ``NB201_EDGES`` target node.
+    Edge betas are softmaxed per node over its incoming edges: ``edge_groups`` (``for_network`` takes them from the
+    network's search space), else DARTS node ``i`` has ``2 + i`` edges (needs ``steps``) and a 6-edge cell is grouped
+    by ``NB201_EDGES`` target node.
     """
 
     def __init__(self, cell_types: Sequence[str], num_edges: int, num_ops: int, init_scale: float = 1e-3,
-                 edge_betas: bool = False, steps: int | None = None) -> None:
+                 edge_betas: bool = False, steps: int | None = None,
+                 edge_groups: Sequence[int] | None = None) -> None:
         super().__init__()
         if not cell_types:
             raise ValueError("ArchParameters: cell_types is empty")
@@ -53,15 +55,19 @@ class ArchParameters(nn.Module):
         self.betas: nn.ParameterDict | None = None
         self.edge_groups: tuple[int, ...] | None = None
         if edge_betas:
-            self.edge_groups = _edge_groups(num_edges, steps)
+            self.edge_groups = tuple(edge_groups) if edge_groups is not None else _edge_groups(num_edges, steps)
+            if sum(self.edge_groups) != num_edges:
+                raise ValueError(f"edge_groups {self.edge_groups} cover {sum(self.edge_groups)} edges, not {num_edges}")
             self.betas = nn.ParameterDict(
                 {cell: nn.Parameter(1e-3 * torch.randn(num_edges)) for cell in self.cell_types})
 
     @classmethod
     def for_network(cls, net: nn.Module, **kwargs: Any) -> "ArchParameters":
-        """Parameters shaped for a search network (uses its ``cell_types``, ``num_edges``, ``num_ops``, ``steps``)."""
-        if getattr(net, "space", None) == "darts":
-            kwargs.setdefault("steps", net.steps)
+        """Parameters shaped for a search network (its ``cell_types``, ``num_edges``, ``num_ops``; edge betas grouped
+        by the nodes of its ``search_space``)."""
+        space = getattr(net, "search_space", None)
+        if space is not None:
+            kwargs.setdefault("edge_groups", tuple(len(edges) for edges in space.node_edges()))
         return cls(net.cell_types, net.num_edges, net.num_ops, **kwargs)
 
     def op_weights(self, cell: str) -> Tensor:

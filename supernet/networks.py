@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from ops import Registry, check_op, search_space
+from ops import DartsSpace, NB201Space, Registry, check_op, search_space
 from supernet.cells import IMPLS, DartsSearchCell, NB201SearchCell, ResNetBasicBlock
 from supernet.fused_bn import module_batch_norm
 from supernet.weights import ArchWeights, CellWeights
@@ -69,10 +69,11 @@ class DartsSearchNetwork(nn.Module):
         if channels % partial_channels:
             raise ValueError(f"{owner}: channels={channels} is not divisible by partial_channels={partial_channels}")
         self.candidates = _check_candidates(owner, candidates)
+        self.search_space = DartsSpace(self.candidates, steps, multiplier)
         self.num_ops = len(self.candidates)
         self.steps = steps
         self.multiplier = multiplier
-        self.num_edges = sum(2 + i for i in range(steps))
+        self.num_edges = self.search_space.num_edges
 
         c_curr = stem_multiplier * channels
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
@@ -134,6 +135,7 @@ class NB201SearchNetwork(nn.Module):
         if channels % partial_channels:
             raise ValueError(f"{owner}: channels={channels} is not divisible by partial_channels={partial_channels}")
         self.candidates = _check_candidates(owner, candidates)
+        self.search_space = NB201Space(self.candidates)
         self.num_ops = len(self.candidates)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
         blocks: list[nn.Module] = []

@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from nasdata import DigitsDataModule
+from ops import NB201Space
 from search.module import SearchModule
 from search.robust import (REGULARIZERS, AuxiliarySkip, BetaDecay, RandomSmoothing, beta_decay_loss, linear_ramp,
                            smoothed)
-from search.selection import PerturbationSelection, node_edges
+from search.selection import PerturbationSelection
 from search.strategies import get_strategy
 from search.strategies.drnas import concentration, dirichlet_kl, dirichlet_sample
 from search.strategies.gdas import gumbel_hard
@@ -221,6 +222,7 @@ class OneUsefulOp(nn.Module):
     cell_types = ("normal",)
     candidates = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
     num_edges, num_ops = 6, 5
+    search_space = NB201Space()
 
     def __init__(self) -> None:
         super().__init__()
@@ -256,7 +258,7 @@ def test_perturbation_selection_topology_drops_the_input_that_matters_least():
     arch = ArchParameters.for_network(net)
     pt = PerturbationSelection(tune_epochs=0, probe_batches=1, seed=0)
     pt.check(net, arch, get_strategy("darts"))
-    assert node_edges(2) == [[0, 1], [2, 3, 4]]
+    assert net.search_space.node_edges() == [[0, 1], [2, 3, 4]]
     assert [d for d in pt.pending if d[0] == "topology"] == [("topology", "normal", 1), ("topology", "reduce", 1)]
     pt.pending = [("topology", "normal", 1)]
     importance = torch.tensor([0.0, 0.0, 0.9, 0.1, 0.5])  # edge 3 matters least among node 3's inputs
@@ -266,7 +268,7 @@ def test_perturbation_selection_topology_drops_the_input_that_matters_least():
 
     base = {c: CellWeights(ops=torch.full((5, 8), 1 / 8)) for c in ("normal", "reduce")}
     lines = pt.decide_round(0, 1, base, score)
-    assert pt.removed["normal"] == [3] and "keep [2, 4]" in lines[0]
+    assert pt.removed["normal"] == [3] and "node 1: drop input edges [3], keep [2, 4]" in lines[0]
     genotype_rows = pt.project("normal", torch.full((5, 8), 1 / 8))
     assert genotype_rows[3].abs().sum() == 0
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -11,7 +10,7 @@ from torch.optim import SGD, Optimizer
 from ops import Genotype
 from search.hypergrad import functional_loss, second_order_gradient
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
-from supernet import ArchParameters, ArchWeights, discretize
+from supernet import ArchParameters, ArchWeights
 
 
 def sgd_settings(optimizer: Optimizer) -> tuple[float, float, float]:
@@ -29,14 +28,8 @@ def sgd_settings(optimizer: Optimizer) -> tuple[float, float, float]:
 
 def supernet_genotype(supernet: nn.Module, probabilities: dict[str, Tensor],
                       edge_weights: dict[str, Tensor] | None = None) -> Genotype:
-    """Discretize per-cell op probabilities with the rule of the supernet's space (``supernet.space``)."""
-    space = getattr(supernet, "space", None)
-    kwargs: dict[str, Any] = {}
-    if space == "darts":
-        kwargs = {"steps": supernet.steps, "multiplier": supernet.multiplier}
-    if edge_weights is not None:
-        kwargs["edge_weights"] = edge_weights
-    return discretize(space, probabilities, supernet.candidates, **kwargs)
+    """Discretize per-cell op probabilities with the rule of the supernet's search space."""
+    return supernet.search_space.discretize(probabilities, edge_weights)
 
 
 @register_strategy("darts")

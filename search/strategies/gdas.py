@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ops import Genotype
+from ops import Genotype, NB201Space
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
 from search.strategies.darts import supernet_genotype, with_penalty
 from search.strategies.paths import PicklesGenerator, load_generator_state, seeded_generator
@@ -81,7 +81,7 @@ class GdasStrategy(PicklesGenerator, SearchStrategy):
     def build_arch(self, supernet: nn.Module) -> ArchParameters:
         """``[num_edges, num_ops]`` alphas per cell type of ``supernet``; settles ``edge_form="auto"``."""
         if self.edge_form == "auto":
-            self.add_inactive = getattr(supernet, "space", None) == "nb201"
+            self.add_inactive = isinstance(supernet.search_space, NB201Space)
         return ArchParameters.for_network(supernet, init_scale=self.init_scale)
 
     def weights(self, arch: nn.Module) -> ArchWeights:

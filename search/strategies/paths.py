@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ops import DartsGenotype, Genotype, NB201Genotype
+from ops import SPACES, DartsSpace, Genotype
 from search.discrete import NB201Space
 from search.discrete.darts_space import DartsCellSpace
 from supernet import ArchWeights, CellWeights
@@ -72,62 +72,24 @@ def require_none(supernet: nn.Module, owner: str) -> int:
     return supernet.candidates.index(NONE_OP)
 
 
-def cell_ops(supernet: nn.Module) -> tuple[str, ...]:
-    """The ops a discrete cell may use: DARTS space: all candidates but ``none``; NB201: all candidates."""
-    if supernet.space == "darts":
-        return tuple(op for op in supernet.candidates if op != NONE_OP)
-    return tuple(supernet.candidates)
-
-
 def cell_space(supernet: nn.Module) -> DartsCellSpace | NB201Space:
     """The discrete space of the cells the supernet can run as single paths."""
-    if supernet.space == "darts":
+    space = supernet.search_space
+    if isinstance(space, DartsSpace):
         require_none(supernet, "a discrete DARTS cell space")
-        return DartsCellSpace(cell_ops(supernet), steps=supernet.steps, multiplier=supernet.multiplier)
-    if supernet.space == "nb201":
-        return NB201Space(supernet.candidates)
-    raise ValueError(f"unknown search space {supernet.space!r}; known: darts, nb201")
+        return DartsCellSpace(space.cell_ops(), steps=space.steps, multiplier=space.multiplier)
+    return NB201Space(space.cell_ops())
 
 
 def genotype_active(genotype: Genotype, candidates: Sequence[str], num_edges: int) -> dict[str, list[int]]:
     """Per cell type, the index in ``candidates`` of the op each supernet edge runs for ``genotype``
-    (``none`` on the edges a DARTS cell does not use)."""
-    candidates = tuple(candidates)
-
-    def index(op: str) -> int:
-        if op not in candidates:
-            raise ValueError(f"genotype op {op!r} is not a candidate of the supernet ({', '.join(candidates)})")
-        return candidates.index(op)
-
-    if isinstance(genotype, NB201Genotype):
-        if num_edges != len(genotype.edges):
-            raise ValueError(f"an NB201 genotype has {len(genotype.edges)} edges, the supernet cell {num_edges}")
-        return {"normal": [index(op) for op in genotype.edges]}
-    if not isinstance(genotype, DartsGenotype):
-        raise ValueError(f"unsupported genotype {type(genotype).__name__}")
-    if NONE_OP not in candidates:
-        raise ValueError("a single DARTS path switches unused edges off with the 'none' op; add it to "
-                         "--model.supernet.init_args.candidates")
-    none = candidates.index(NONE_OP)
-    steps = genotype.steps
-    if steps * (steps + 3) // 2 != num_edges:
-        raise ValueError(f"genotype has {steps} nodes per cell, which does not fit a supernet cell of {num_edges} edges")
-    out: dict[str, list[int]] = {}
-    for cell in ("normal", "reduce"):
-        active = [none] * num_edges
-        for k, (op, src) in enumerate(getattr(genotype, cell)):
-            node = k // 2
-            edge = node * (node + 3) // 2 + src  # edges of earlier nodes: sum(2 + n for n < node)
-            if active[edge] != none:
-                raise ValueError(f"{cell} node {node + 2} takes input {src} twice; a supernet edge runs one op")
-            active[edge] = index(op)
-        out[cell] = active
-    return out
+    (``none`` on the edges a DARTS cell does not use): the ``edge_ops`` of the genotype's space."""
+    return SPACES.get(genotype.space).for_edges(tuple(candidates), num_edges).edge_ops(genotype)
 
 
 def genotype_path(supernet: nn.Module, genotype: Genotype, device: torch.device | None = None) -> ArchWeights:
     """Single-path weights that make ``supernet`` compute ``genotype`` (one-hot ops, ``active`` set)."""
-    active = genotype_active(genotype, supernet.candidates, supernet.num_edges)
+    active = supernet.search_space.edge_ops(genotype)
     return one_hot_path(active, supernet.num_ops, supernet_device(supernet) if device is None else device)
 
 

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from torch import Tensor
 
-from ops import NB201_EDGES, DartsGenotype, NB201Genotype
+from ops.genotype import NB201_EDGES, DartsGenotype, NB201Genotype
 
 NONE_OP = "none"
 
@@ -80,26 +80,3 @@ def discretize_nb201(weights: Tensor, candidates: Sequence[str]) -> NB201Genotyp
     matrix = _check_matrix(weights, len(NB201_EDGES), len(candidates), "discretize_nb201")
     every = list(range(len(candidates)))
     return NB201Genotype(edges=tuple(candidates[_first_argmax(row, every)] for row in matrix))
-
-
-def discretize(space: str, weights: Mapping[str, Tensor] | Tensor, candidates: Sequence[str],
-               **kwargs: Any) -> DartsGenotype | NB201Genotype:
-    """Dispatch to ``discretize_darts`` or ``discretize_nb201`` by ``space``.
-
-    For ``nb201``, ``weights`` may be ``{"normal": tensor}``; ``edge_weights`` is accepted and ignored
-    (a positive per-edge factor cannot change an edge's argmax).
-    """
-    if space == "darts":
-        if not isinstance(weights, Mapping):
-            raise ValueError("discretize('darts', ...) needs weights per cell type: {'normal': ..., 'reduce': ...}")
-        return discretize_darts(weights, candidates, **kwargs)
-    if space == "nb201":
-        kwargs.pop("edge_weights", None)
-        if kwargs:
-            raise TypeError(f"discretize('nb201', ...) got unexpected arguments: {', '.join(sorted(kwargs))}")
-        if isinstance(weights, Mapping):
-            if "normal" not in weights:
-                raise ValueError("discretize('nb201', ...) needs weights['normal']")
-            weights = weights["normal"]
-        return discretize_nb201(weights, candidates)
-    raise ValueError(f"unknown search space {space!r}; known: darts, nb201")
