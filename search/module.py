@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.optim import SGD, Adam
 from torch.optim.lr_scheduler import CosineAnnealingLR
 from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
 
 from ops import Genotype
 from search.robust import ArchRegularizer
@@ -59,7 +60,8 @@ class SearchModule(L.LightningModule):
 
     Args:
         supernet: The weight-sharing network, called as ``supernet(x, weights)``; it needs ``cell_types``,
-            ``num_edges``, ``num_ops``, ``candidates``, ``space`` and ``search_space`` (an ``ops.SearchSpace``; see
+            ``num_edges``, ``num_ops``, ``candidates``, ``space``, ``search_space`` (an ``ops.SearchSpace``) and a
+            linear ``classifier`` (its outputs are the classes the accuracies count; see
             ``supernet.DartsSearchNetwork``).
         strategy: Search strategy name (see ``search.strategies.list_strategies()``).
         strategy_args: Keyword arguments of the strategy, e.g. ``{order: 2}`` for 2nd-order DARTS.
@@ -107,7 +109,7 @@ class SearchModule(L.LightningModule):
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        needed = ("cell_types", "num_edges", "num_ops", "candidates", "space", "search_space")
+        needed = ("cell_types", "num_edges", "num_ops", "candidates", "space", "search_space", "classifier")
         missing = [a for a in needed if not hasattr(supernet, a)]
         if missing:
             raise ValueError(f"supernet {type(supernet).__name__} lacks {', '.join(missing)}; use a search network "
@@ -125,8 +127,10 @@ class SearchModule(L.LightningModule):
         self.selection = selection
         if selection is not None:
             selection.check(supernet, self.arch, self.strategy)
+        num_classes = supernet.classifier.out_features
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_loss = MeanMetric()
-        self.val_acc = MeanMetric()
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self._resume_rng: dict[str, Any] | None = None
 
     # ---- what the search found ----------------------------------------------------------------------------
@@ -247,10 +251,10 @@ class SearchModule(L.LightningModule):
                                     gradient_clip_algorithm="norm")
         weight_opt.step()
 
-        accuracy = (logits.detach().argmax(dim=1) == y).float().mean()
+        self.train_acc.update(logits.detach(), y)
         self.log("train_loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, sync_dist=True,
                  batch_size=len(y))
-        self.log("train_acc", accuracy, on_step=False, on_epoch=True, sync_dist=True, batch_size=len(y))
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
         return loss.detach()
 
     def _select(self) -> None:
@@ -275,7 +279,7 @@ class SearchModule(L.LightningModule):
         x, y = batch
         logits = self(x)
         self.val_loss.update(F.cross_entropy(logits, y), weight=len(y))
-        self.val_acc.update((logits.argmax(dim=1) == y).float())
+        self.val_acc.update(logits, y)
         self.log("val_loss", self.val_loss, on_epoch=True, batch_size=len(y))
         self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
 
