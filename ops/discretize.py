@@ -5,7 +5,7 @@ edges, the earlier op in ``candidates`` when picking an edge's op.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from torch import Tensor
 

@@ -18,7 +18,7 @@ from search.selection import PerturbationSelection
 from search.strategies import get_strategy
 from search.strategies.drnas import concentration, dirichlet_kl, dirichlet_sample
 from search.strategies.gdas import gumbel_hard
-from search.strategies.paths import ProbeSet
+from search.strategies.probe import ProbeSet
 from supernet import ArchParameters, CellWeights, DartsSearchNetwork, MixedOp, NB201SearchNetwork
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ops import DartsGenotype, Genotype, NB201Genotype
-from search.strategies.paths import NONE_OP, genotype_active, one_hot_path
+from search.strategies.paths import genotype_active, NONE_OP, one_hot_path
 from supernet import ArchWeights
 
 

@@ -10,7 +10,9 @@ from torch import Tensor, nn
 from ops import Genotype
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
 from search.strategies.controller import EnasController, reinforce_gradients
-from search.strategies.paths import ProbeSet, SelectsCell, batch_statistics, require_none, seeded_generator
+from search.strategies.paths import require_none
+from search.strategies.probe import batch_statistics, ProbeSet, SelectsCell
+from search.strategies.rng import seeded_generator
 from supernet import ArchWeights
 
 

@@ -10,7 +10,9 @@ from torch import Tensor, nn
 from ops import Genotype
 from search.discrete import Budget, FunctionEvaluator, RandomSearch, RegularizedEvolution
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
-from search.strategies.paths import NONE_OP, ProbeSet, SelectsCell, cell_space, genotype_path, seeded_generator
+from search.strategies.paths import cell_space, genotype_path, NONE_OP
+from search.strategies.probe import ProbeSet, SelectsCell
+from search.strategies.rng import seeded_generator
 from supernet import ArchWeights
 
 SELECTIONS = ("evolution", "random")
