@@ -20,7 +20,7 @@ from pathlib import Path
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from ops.registry import check_op
+from ops.registry import Registry, check_op
 
 FORMAT_VERSION = 1
 NB201_EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
@@ -61,18 +61,18 @@ class Genotype(ABC):
         if version != FORMAT_VERSION:
             raise ValueError(f"unsupported genotype format_version {version!r}; this version reads {FORMAT_VERSION}")
         space = data.get("space")
+        cls = GENOTYPES.get(space)
         try:
-            if space == DartsGenotype.space:
-                return DartsGenotype(
-                    normal=_edges(data["normal"], "normal"), normal_concat=tuple(data["normal_concat"]),
-                    reduce=_edges(data["reduce"], "reduce"), reduce_concat=tuple(data["reduce_concat"]))
-            if space == NB201Genotype.space:
-                return NB201Genotype(edges=tuple(data["edges"]))
+            return cls.from_fields(data)
         except KeyError as err:
             raise ValueError(f"genotype of space {space!r} is missing the key {err.args[0]!r}") from None
         except TypeError as err:
             raise ValueError(f"malformed genotype: {err}") from None
-        raise ValueError(f"unknown genotype space {space!r}; known: {DartsGenotype.space}, {NB201Genotype.space}")
+
+    @classmethod
+    @abstractmethod
+    def from_fields(cls, data: dict[str, Any]) -> "Genotype":
+        """The genotype of this space from the fields of a ``to_dict`` dict (``KeyError`` if one is missing)."""
 
     @staticmethod
     def load(path: str | os.PathLike) -> "Genotype":
@@ -157,6 +157,12 @@ class DartsGenotype(Genotype):
     reduce: tuple[Edge, ...]
     reduce_concat: tuple[int, ...]
     space: ClassVar[str] = "darts"
+
+    @classmethod
+    def from_fields(cls, data: dict[str, Any]) -> "DartsGenotype":
+        """From ``normal``, ``normal_concat``, ``reduce`` and ``reduce_concat``."""
+        return cls(normal=_edges(data["normal"], "normal"), normal_concat=tuple(data["normal_concat"]),
+                   reduce=_edges(data["reduce"], "reduce"), reduce_concat=tuple(data["reduce_concat"]))
 
     def __post_init__(self) -> None:
         for name in ("normal", "reduce"):
@@ -243,6 +249,11 @@ class NB201Genotype(Genotype):
     edges: tuple[str, ...]
     space: ClassVar[str] = "nb201"
 
+    @classmethod
+    def from_fields(cls, data: dict[str, Any]) -> "NB201Genotype":
+        """From ``edges``."""
+        return cls(edges=tuple(data["edges"]))
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "edges", tuple(self.edges))
         if len(self.edges) != len(NB201_EDGES):
@@ -290,3 +301,9 @@ class NB201Genotype(Genotype):
                     raise ValueError(f"NB201 node {index}: entry {entry!r} should read 'op~{expected_src}'")
                 ops.append(op)
         return cls(edges=tuple(ops))
+
+
+GENOTYPES: Registry[type[Genotype]] = Registry("genotype space", listing="known")
+"""The genotype class of each space, by the space's name (what ``to_dict`` stores as ``space``)."""
+GENOTYPES.register(DartsGenotype.space, DartsGenotype)
+GENOTYPES.register(NB201Genotype.space, NB201Genotype)

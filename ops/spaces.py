@@ -56,6 +56,10 @@ class SearchSpace(ABC):
         """The candidates a discrete cell of this space may hold."""
         return self.candidates
 
+    def check_single_paths(self, owner: str) -> None:
+        """Raise a one-line ``ValueError`` if the supernet cannot run single cells of this space (``owner`` names
+        who needs them)."""
+
     def pruned_nodes(self) -> list[int]:
         """Nodes (indices into ``node_edges``) whose inputs a discrete cell keeps only some of."""
         return []
@@ -109,6 +113,12 @@ class DartsSpace(SearchSpace):
         """All candidates but ``none``."""
         return tuple(op for op in self.candidates if op != NONE_OP)
 
+    def check_single_paths(self, owner: str) -> None:
+        """A single cell switches the edges it does not use off with ``none``, which must be a candidate."""
+        if NONE_OP not in self.candidates:
+            raise ValueError(f"{owner} on the DARTS space switches unused edges off with the 'none' op; add it to "
+                             "--model.supernet.init_args.candidates")
+
     def discretize(self, weights: Mapping[str, Tensor], edge_weights: Mapping[str, Tensor] | None = None
                    ) -> DartsGenotype:
         """The DARTS rule (``ops.discretize.discretize_darts``)."""
@@ -118,9 +128,7 @@ class DartsSpace(SearchSpace):
         """Each kept ``(op, input)`` on its edge, ``none`` everywhere else (needs ``none`` among the candidates)."""
         if not isinstance(genotype, DartsGenotype):
             raise ValueError(f"a DARTS-space supernet cannot run a {type(genotype).__name__}")
-        if NONE_OP not in self.candidates:
-            raise ValueError("a single DARTS path switches unused edges off with the 'none' op; add it to "
-                             "--model.supernet.init_args.candidates")
+        self.check_single_paths("a single DARTS path")
         if genotype.steps != self.steps:
             raise ValueError(f"genotype has {genotype.steps} nodes per cell, which does not fit a supernet cell of "
                              f"{self.num_edges} edges")

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from search.strategies.probe import ProbeSet
-from search.strategies.rng import load_generator_state, PicklesGenerator, seeded_generator
+from search.strategies.rng import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights
 
 Decision = tuple[str, str, int]

@@ -15,7 +15,7 @@ from search.strategies import get_strategy
 from search.strategies.controller import EnasController, reinforce_gradients
 from search.strategies.gdas import gumbel_hard, tau_schedule
 from search.strategies.paths import genotype_active, genotype_path
-from search.strategies.probe import batch_statistics, ProbeSet
+from search.strategies.probe import ProbeSet, batch_statistics
 from search.strategies.spos import uniform_decisions
 from supernet import DartsSearchNetwork, MixedOp, NB201SearchNetwork
 

@@ -51,6 +51,24 @@ class DartsCellSpace(CategoricalSpace[DartsGenotype]):
         """The input pairs of intermediate node ``node`` (0-based), in decision order."""
         return self._pairs[node]
 
+    def uniform_edge_probabilities(self, candidates: Sequence[str]) -> dict[str, list[list[float]]]:
+        """Per cell type and supernet edge, the probability that a uniformly drawn cell runs each of ``candidates``
+        there: ``none`` is the edge going unused (needs ``none`` among the candidates)."""
+        candidates = tuple(candidates)
+        ops = [candidates.index(op) for op in self.ops]
+        none = candidates.index("none")
+        rows: list[list[float]] = []
+        for node in range(self.steps):
+            pairs = self._pairs[node]
+            for j in range(node + 2):
+                used = sum(j in pair for pair in pairs) / len(pairs)
+                row = [0.0] * len(candidates)
+                for k in ops:
+                    row[k] = used / len(ops)
+                row[none] = 1.0 - used
+                rows.append(row)
+        return {cell: [list(r) for r in rows] for cell in CELL_TYPES}
+
     @property
     def choices(self) -> tuple[int, ...]:
         """Per cell type and node: number of input pairs, ops, ops."""

@@ -102,6 +102,11 @@ class NB201Space(CategoricalSpace[NB201Genotype]):
             raise ValueError(f"NB201Space ops must be distinct and non-empty, got {self.ops}")
         self._op_index = {op: i for i, op in enumerate(self.ops)}
 
+    def uniform_edge_probabilities(self, candidates: Sequence[str]) -> dict[str, list[list[float]]]:
+        """Per edge, the probability that a uniformly drawn cell runs each of ``candidates`` there."""
+        row = [1.0 / len(self.ops) if op in self._op_index else 0.0 for op in candidates]
+        return {"normal": [list(row) for _ in NB201_EDGES]}
+
     @property
     def choices(self) -> tuple[int, ...]:
         """Five ops for each of the six edges."""

@@ -9,8 +9,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ops import DartsGenotype, Genotype, NB201Genotype
-from search.strategies.paths import genotype_active, NONE_OP, one_hot_path
+from ops import DartsGenotype, DartsSpace, Genotype, NB201Genotype, NB201Space, Registry, SearchSpace
+from search.strategies.paths import NONE_OP, one_hot_path
 from supernet import ArchWeights
 
 
@@ -61,7 +61,9 @@ class _Decider:
 
 
 class EnasController(nn.Module):
-    """LSTM controller of ENAS micro search, for the DARTS cell space or the NB201 space.
+    """LSTM controller of ENAS micro search; a subclass per search space decodes the cells (``CONTROLLERS``).
+
+    LSTM controller of ENAS micro search, for the DARTS cell space or the NB201 space.
 
     DARTS space (per cell type, normal then reduce, LSTM state carried over): two warm-up steps give the two
     cell inputs their attention keys (their embeddings are zero, as in ENAS); then per node two input decisions
@@ -77,37 +79,31 @@ class EnasController(nn.Module):
     towards convolutions is not used). The REINFORCE baseline is the buffer ``baseline``.
     """
 
-    def __init__(self, space: str, cell_types: Sequence[str], candidates: Sequence[str], num_edges: int,
-                 steps: int = 0, multiplier: int = 0, lstm_size: int = 64, tanh_constant: float | None = 1.10,
+    def __init__(self, space: SearchSpace, lstm_size: int = 64, tanh_constant: float | None = 1.10,
                  op_tanh_reduce: float = 2.5, temperature: float | None = None) -> None:
         super().__init__()
-        if space not in ("darts", "nb201"):
-            raise ValueError(f"the ENAS controller knows the darts and nb201 spaces, got {space!r}")
         if lstm_size < 1 or op_tanh_reduce <= 0 or (temperature is not None and temperature <= 0):
             raise ValueError("ENAS controller: need lstm_size >= 1, op_tanh_reduce > 0 and temperature > 0 or null")
-        self.space, self.cell_types = space, tuple(cell_types)
-        self.candidates, self.num_edges = tuple(candidates), num_edges
-        self.steps, self.multiplier = steps, multiplier
-        self.ops = tuple(op for op in self.candidates if op != NONE_OP) if space == "darts" else self.candidates
+        self.search_space, self.space = space, space.name
+        self.cell_types, self.candidates, self.num_edges = space.cell_types, space.candidates, space.num_edges
+        self.ops = space.cell_ops()
         self.tanh_constant, self.op_tanh_reduce, self.temperature = tanh_constant, op_tanh_reduce, temperature
         self.lstm = nn.LSTMCell(lstm_size, lstm_size)
         self.g_emb = nn.Parameter(torch.empty(1, lstm_size))
         self.op_emb = nn.Embedding(len(self.ops), lstm_size)
         self.op_head = nn.Linear(lstm_size, len(self.ops))
-        if space == "darts":
-            self.attn_key = nn.Linear(lstm_size, lstm_size, bias=False)
-            self.attn_query = nn.Linear(lstm_size, lstm_size, bias=False)
-            self.attn_v = nn.Linear(lstm_size, 1, bias=False)
+        self.build_heads(lstm_size)
         for p in self.parameters():
             nn.init.uniform_(p, -0.1, 0.1)
         self.register_buffer("baseline", torch.zeros(()))
 
     @classmethod
     def for_supernet(cls, supernet: nn.Module, **kwargs: object) -> "EnasController":
-        """A controller for the space, candidates and cell shape of ``supernet``."""
-        darts = supernet.space == "darts"
-        return cls(supernet.space, supernet.cell_types, supernet.candidates, supernet.num_edges,
-                   steps=supernet.steps if darts else 0, multiplier=supernet.multiplier if darts else 0, **kwargs)
+        """The controller of the supernet's search space, for its candidates and cell shape."""
+        return CONTROLLERS.get(supernet.search_space.name)(supernet.search_space, **kwargs)
+
+    def build_heads(self, lstm_size: int) -> None:
+        """Add the space's own decision heads (before the uniform initialisation)."""
 
     def _squash(self, logits: Tensor, constant: float | None) -> Tensor:
         if self.temperature is not None:
@@ -124,11 +120,51 @@ class EnasController(nn.Module):
         h = c = self.g_emb.new_zeros(self.g_emb.shape)
         for cell in self.cell_types:
             decide.start(cell)
-            step = self._darts_cell if self.space == "darts" else self._nb201_cell
-            h, c = step(h, c, decide)
+            h, c = self.cell(h, c, decide)
         return decide.out
 
-    def _darts_cell(self, h: Tensor, c: Tensor, decide: Callable[[Tensor], int]) -> tuple[Tensor, Tensor]:
+    def cell(self, h: Tensor, c: Tensor, decide: Callable[[Tensor], int]) -> tuple[Tensor, Tensor]:
+        """The decisions of one cell type, from LSTM state ``(h, c)``; returns the state after them."""
+        raise NotImplementedError
+
+    def genotype(self, decisions: dict[str, Sequence[int]]) -> Genotype:
+        """The cell the decisions describe."""
+        raise NotImplementedError
+
+    def path(self, decisions: dict[str, Sequence[int]]) -> ArchWeights:
+        """Single-path supernet weights of the cell the decisions describe."""
+        return self.genotype_path(self.genotype(decisions))
+
+    def genotype_path(self, genotype: Genotype) -> ArchWeights:
+        """Single-path supernet weights of ``genotype`` (on the controller's device)."""
+        return one_hot_path(self.search_space.edge_ops(genotype), len(self.candidates), self.g_emb.device)
+
+    def op_probabilities(self) -> dict[str, Tensor]:
+        """Per cell type ``[num_edges, num_candidates]`` op probabilities, conditional on the greedy decode of the
+        earlier decisions."""
+        with torch.no_grad():
+            out = self()
+        return {cell: self.edge_probabilities(out.distributions[cell]) for cell in self.cell_types}
+
+    def edge_probabilities(self, distributions: list[Tensor]) -> Tensor:
+        """``[num_edges, num_candidates]`` from one cell type's decision distributions."""
+        raise NotImplementedError
+
+
+class DartsEnasController(EnasController):
+    """The controller for the DARTS space (see ``EnasController``)."""
+
+    def __init__(self, space: DartsSpace, **kwargs: object) -> None:
+        self.steps, self.multiplier = space.steps, space.multiplier
+        super().__init__(space, **kwargs)
+
+    def build_heads(self, lstm_size: int) -> None:
+        """The attention over earlier nodes that picks inputs."""
+        self.attn_key = nn.Linear(lstm_size, lstm_size, bias=False)
+        self.attn_query = nn.Linear(lstm_size, lstm_size, bias=False)
+        self.attn_v = nn.Linear(lstm_size, 1, bias=False)
+
+    def cell(self, h: Tensor, c: Tensor, decide: Callable[[Tensor], int]) -> tuple[Tensor, Tensor]:
         inputs = self.g_emb
         anchors, keys = [], []
         for _ in range(2):
@@ -156,19 +192,8 @@ class EnasController(nn.Module):
             inputs = self.g_emb
         return h, c
 
-    def _nb201_cell(self, h: Tensor, c: Tensor, decide: Callable[[Tensor], int]) -> tuple[Tensor, Tensor]:
-        inputs = self.g_emb
-        for _ in range(self.num_edges):
-            h, c = self.lstm(inputs, (h, c))
-            op = decide(self._squash(self.op_head(h).view(-1), self._op_constant()))
-            inputs = self.op_emb.weight[op].unsqueeze(0)
-        return h, c
-
-    # ---- decisions -> cells ---------------------------------------------------------------------------------
-    def genotype(self, decisions: dict[str, Sequence[int]]) -> Genotype:
-        """The cell the decisions describe."""
-        if self.space == "nb201":
-            return NB201Genotype(edges=tuple(self.ops[d] for d in decisions["normal"]))
+    def genotype(self, decisions: dict[str, Sequence[int]]) -> DartsGenotype:
+        """The cell the decisions describe (per node: input a, input b, op a, op b)."""
         concat = tuple(range(2 + self.steps - self.multiplier, 2 + self.steps))
         cells = {}
         for cell in self.cell_types:
@@ -177,39 +202,46 @@ class EnasController(nn.Module):
                 (self.ops[d[4 * node + 2]], d[4 * node]), (self.ops[d[4 * node + 3]], d[4 * node + 1])))
         return DartsGenotype(normal=cells["normal"], normal_concat=concat, reduce=cells["reduce"], reduce_concat=concat)
 
-    def path(self, decisions: dict[str, Sequence[int]]) -> ArchWeights:
-        """Single-path supernet weights of the cell the decisions describe."""
-        return self.genotype_path(self.genotype(decisions))
+    def edge_probabilities(self, distributions: list[Tensor]) -> Tensor:
+        """For edge ``(node, j)``, the probability that one of the node's two input slots, picked at random, is
+        wired to ``j`` with each op (``(p_a(j) q_a + p_b(j) q_b) / 2``); ``none`` holds the rest, i.e. the edge
+        going unused."""
+        rows = torch.zeros(self.num_edges, len(self.candidates), dtype=torch.float32)
+        columns = torch.tensor([self.candidates.index(op) for op in self.ops])
+        none, offset = self.candidates.index(NONE_OP), 0
+        for node in range(self.steps):
+            p_a, p_b, q_a, q_b = (d.float().cpu() for d in distributions[4 * node:4 * node + 4])
+            for j in range(node + 2):
+                rows[offset + j, columns] = 0.5 * (p_a[j] * q_a + p_b[j] * q_b)
+                rows[offset + j, none] = 1.0 - rows[offset + j, columns].sum()
+            offset += node + 2
+        return rows
 
-    def genotype_path(self, genotype: Genotype) -> ArchWeights:
-        """Single-path supernet weights of ``genotype`` (on the controller's device)."""
-        active = genotype_active(genotype, self.candidates, self.num_edges)
-        return one_hot_path(active, len(self.candidates), self.g_emb.device)
 
-    def op_probabilities(self) -> dict[str, Tensor]:
-        """Per cell type ``[num_edges, num_candidates]`` op probabilities, conditional on the greedy decode of the
-        earlier decisions. NB201: each edge's op distribution. DARTS: for edge ``(node, j)``, the probability that
-        one of the node's two input slots, picked at random, is wired to ``j`` with each op
-        (``(p_a(j) q_a + p_b(j) q_b) / 2``); ``none`` holds the rest, i.e. the edge going unused."""
-        with torch.no_grad():
-            out = self()
-        result = {}
-        for cell in self.cell_types:
-            dists = out.distributions[cell]
-            if self.space == "nb201":
-                result[cell] = torch.stack(dists).cpu()
-                continue
-            rows = torch.zeros(self.num_edges, len(self.candidates), dtype=torch.float32)
-            columns = torch.tensor([self.candidates.index(op) for op in self.ops])
-            none, offset = self.candidates.index(NONE_OP), 0
-            for node in range(self.steps):
-                p_a, p_b, q_a, q_b = (d.float().cpu() for d in dists[4 * node:4 * node + 4])
-                for j in range(node + 2):
-                    rows[offset + j, columns] = 0.5 * (p_a[j] * q_a + p_b[j] * q_b)
-                    rows[offset + j, none] = 1.0 - rows[offset + j, columns].sum()
-                offset += node + 2
-            result[cell] = rows
-        return result
+class NB201EnasController(EnasController):
+    """The controller for the NAS-Bench-201 space: one op decision per edge (see ``EnasController``)."""
+
+    def cell(self, h: Tensor, c: Tensor, decide: Callable[[Tensor], int]) -> tuple[Tensor, Tensor]:
+        inputs = self.g_emb
+        for _ in range(self.num_edges):
+            h, c = self.lstm(inputs, (h, c))
+            op = decide(self._squash(self.op_head(h).view(-1), self._op_constant()))
+            inputs = self.op_emb.weight[op].unsqueeze(0)
+        return h, c
+
+    def genotype(self, decisions: dict[str, Sequence[int]]) -> NB201Genotype:
+        """The cell the decisions describe (the op of each edge)."""
+        return NB201Genotype(edges=tuple(self.ops[d] for d in decisions["normal"]))
+
+    def edge_probabilities(self, distributions: list[Tensor]) -> Tensor:
+        """Each edge's op distribution."""
+        return torch.stack(distributions).cpu()
+
+
+CONTROLLERS: Registry[type[EnasController]] = Registry("search space for ENAS", listing="known")
+"""The ENAS controller of each search space, by the space's name."""
+CONTROLLERS.register(DartsSpace.name, DartsEnasController)
+CONTROLLERS.register(NB201Space.name, NB201EnasController)
 
 
 def reinforce_gradients(controller: EnasController, sample: ControllerOutput, accuracy: Tensor,

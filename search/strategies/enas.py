@@ -10,8 +10,7 @@ from torch import Tensor, nn
 from ops import Genotype
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
 from search.strategies.controller import EnasController, reinforce_gradients
-from search.strategies.paths import require_none
-from search.strategies.probe import batch_statistics, ProbeSet, SelectsCell
+from search.strategies.probe import ProbeSet, SelectsCell, batch_statistics
 from search.strategies.rng import seeded_generator
 from supernet import ArchWeights
 
@@ -60,8 +59,7 @@ class EnasStrategy(SelectsCell, SearchStrategy):
 
     def build_arch(self, supernet: nn.Module) -> EnasController:
         """The LSTM controller for the supernet's space."""
-        if supernet.space == "darts":
-            require_none(supernet, "ENAS")
+        supernet.search_space.check_single_paths("ENAS")
         return EnasController.for_supernet(supernet, **self.controller_args)
 
     def weights(self, arch: nn.Module) -> ArchWeights:

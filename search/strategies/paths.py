@@ -31,19 +31,11 @@ def one_hot_path(active: dict[str, Sequence[int]], num_ops: int, device: torch.d
     return out
 
 
-def require_none(supernet: nn.Module, owner: str) -> int:
-    """Index of ``none`` in a DARTS supernet's candidates (it switches off the edges a cell does not use)."""
-    if NONE_OP not in supernet.candidates:
-        raise ValueError(f"{owner} on the DARTS space switches unused edges off with the 'none' op; add it to "
-                         "--model.supernet.init_args.candidates")
-    return supernet.candidates.index(NONE_OP)
-
-
 def cell_space(supernet: nn.Module) -> DartsCellSpace | NB201Space:
     """The discrete space of the cells the supernet can run as single paths."""
     space = supernet.search_space
+    space.check_single_paths("a discrete cell space")
     if isinstance(space, DartsSpace):
-        require_none(supernet, "a discrete DARTS cell space")
         return DartsCellSpace(space.cell_ops(), steps=space.steps, multiplier=space.multiplier)
     return NB201Space(space.cell_ops())
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ops import Genotype
 from search.discrete import Budget, FunctionEvaluator, RandomSearch, RegularizedEvolution
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
-from search.strategies.paths import cell_space, genotype_path, NONE_OP
+from search.strategies.paths import cell_space, genotype_path
 from search.strategies.probe import ProbeSet, SelectsCell
 from search.strategies.rng import seeded_generator
 from supernet import ArchWeights
@@ -119,21 +119,8 @@ class SposStrategy(SelectsCell, SearchStrategy):
 
     def probabilities(self, arch: nn.Module) -> dict[str, Tensor]:
         """The uniform sampling distribution per edge (DARTS: ``none`` = the edge is unused)."""
-        net = self._supernet()
-        candidates = tuple(net.candidates)
-        if net.space == "nb201":
-            return {"normal": torch.full((net.num_edges, len(candidates)), 1.0 / len(candidates))}
-        ops = [candidates.index(op) for op in self.space.ops]
-        rows = torch.zeros(net.num_edges, len(candidates))
-        offset = 0
-        for node in range(net.steps):
-            pairs = self.space.pairs(node)
-            for j in range(node + 2):
-                used = sum(j in pair for pair in pairs) / len(pairs)
-                rows[offset + j, ops] = used / len(ops)
-                rows[offset + j, candidates.index(NONE_OP)] = 1.0 - used
-            offset += node + 2
-        return {cell: rows.clone() for cell in net.cell_types}
+        rows = self.space.uniform_edge_probabilities(self._supernet().candidates)
+        return {cell: torch.tensor(values) for cell, values in rows.items()}
 
     def genotype(self, arch: nn.Module, supernet: nn.Module) -> Genotype:
         """The selected cell; before the first selection a fixed cell drawn with ``seed``."""
