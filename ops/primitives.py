@@ -86,3 +86,26 @@ class FactorizedReduce(nn.Module):
         x = self.relu(x)
         shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+class ResNetBasicBlock(nn.Module):
+    """The NAS-Bench-201 ``ResNetBasicblock``: two ReLUConvBN 3x3 (the first strided) plus a shortcut
+    (stride 2: AvgPool 2x2 then conv 1x1; channel change only: ReLUConvBN 1x1; otherwise identity)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"ResNetBasicBlock: stride must be 1 or 2, got {stride}")
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride, 1)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1)
+        if stride == 2:
+            self.downsample: nn.Module = nn.Sequential(
+                nn.AvgPool2d(2, 2), nn.Conv2d(c_in, c_out, 1, bias=False))
+        elif c_in != c_out:
+            self.downsample = ReLUConvBN(c_in, c_out, 1, 1, 0)
+        else:
+            self.downsample = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual sum of the two-conv branch and the shortcut."""
+        return self.downsample(x) + self.conv_b(self.conv_a(x))

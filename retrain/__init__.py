@@ -10,12 +10,12 @@ from retrain.build import (DEFAULT_SIZES, KINDS, MIN_IMAGENET_SIZE, build_networ
                            resolve_genotype)
 from retrain.darts_net import DartsCell, DartsNetworkCIFAR, DartsNetworkImageNet
 from retrain.layers import AuxiliaryHead, DropPath, drop_path
-from retrain.nb201_net import NB201Cell, NB201Network, ResNetBasicBlock
+from retrain.nb201_net import NB201Cell, NB201Network
 from retrain.timm_models import TIMM_MODELS
 
 __all__ = [
     "AuxiliaryHead", "DEFAULT_SIZES", "DartsCell", "DartsNetworkCIFAR", "DartsNetworkImageNet", "DropPath", "KINDS",
-    "MIN_IMAGENET_SIZE", "NB201Cell", "NB201Network", "ResNetBasicBlock", "TIMM_MODELS", "build_network", "count_macs",
+    "MIN_IMAGENET_SIZE", "NB201Cell", "NB201Network", "TIMM_MODELS", "build_network", "count_macs",
     "count_parameters", "drop_path", "resolve_genotype",
 ]
 

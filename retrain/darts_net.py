@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ops import DartsGenotype, FactorizedReduce, ReLUConvBN, create_op
+from ops.skeleton import darts_cells, darts_reductions
 from retrain.layers import AuxiliaryHead, drop_path
 
 Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -68,19 +69,16 @@ class _DartsNetwork(nn.Module, ABC):
         self.layers = layers
         self.auxiliary = auxiliary
         self.drop_path_prob = 0.0
-        self.aux_position = 2 * layers // 3
-        c_prev_prev, c_prev = self.stem_out
-        c_curr = channels
+        self.aux_position = darts_reductions(layers)[1]
+        slots = darts_cells(layers, channels, self.stem_out, len(genotype.normal_concat), reduction_prev,
+                            reduce_multiplier=len(genotype.reduce_concat))
         self.cells = nn.ModuleList()
-        c_aux = c_prev
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                c_curr *= 2
-            cell = DartsCell(genotype, c_prev_prev, c_prev, c_curr, reduction, reduction_prev)
-            reduction_prev = reduction
+        c_aux = c_prev = self.stem_out[1]
+        for i, slot in enumerate(slots):
+            cell = DartsCell(genotype, slot.c_prev_prev, slot.c_prev, slot.channels, slot.reduction,
+                             slot.reduction_prev)
             self.cells.append(cell)
-            c_prev_prev, c_prev = c_prev, cell.multiplier * c_curr
+            c_prev = cell.multiplier * slot.channels
             if i == self.aux_position:
                 c_aux = c_prev
         self.auxiliary_head = AuxiliaryHead(c_aux, num_classes, aux_stride, aux_bn) if auxiliary else None

@@ -9,27 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ops import NB201_EDGES, NB201Genotype, ReLUConvBN, create_op
+from ops import NB201_EDGES, NB201Genotype, ResNetBasicBlock, create_op
+from ops.skeleton import nb201_stages
 from retrain.layers import drop_path
-
-
-class ResNetBasicBlock(nn.Module):
-    """Two 3x3 ``ReLUConvBN`` (the first strided) plus a shortcut: AvgPool(2) -> 1x1 conv when down-sampling."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__()
-        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride, 1)
-        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1)
-        if stride == 2:
-            self.downsample: nn.Module = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(c_in, c_out, 1, bias=False))
-        elif c_in != c_out:
-            self.downsample = ReLUConvBN(c_in, c_out, 1, 1, 0)
-        else:
-            self.downsample = nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual sum of the two convolutions and the shortcut."""
-        return self.downsample(x) + self.conv_b(self.conv_a(x))
 
 
 class NB201Cell(nn.Module):
@@ -69,13 +51,10 @@ class NB201Network(nn.Module):
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.drop_path_prob = 0.0
         self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        blocks: list[nn.Module] = []
-        c = channels
-        for stage in range(3):
-            if stage:
-                blocks.append(ResNetBasicBlock(c, 2 * c, 2))
-                c *= 2
-            blocks.extend(NB201Cell(genotype, c) for _ in range(cells_per_stage))
+        blocks: list[nn.Module] = [
+            NB201Cell(genotype, c_in) if c_in == c_out else ResNetBasicBlock(c_in, c_out, 2)
+            for c_in, c_out in nb201_stages(channels, cells_per_stage)]
+        c = 4 * channels
         self.cells = nn.ModuleList(blocks)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)

@@ -6,8 +6,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from ops import DartsSpace, NB201Space, Registry, check_op, search_space
-from supernet.cells import IMPLS, DartsSearchCell, NB201SearchCell, ResNetBasicBlock
+from ops import DartsSpace, NB201Space, Registry, ResNetBasicBlock, check_op, search_space
+from ops.skeleton import darts_cells, nb201_stages
+from supernet.cells import IMPLS, DartsSearchCell, NB201SearchCell
 from supernet.fused_bn import module_batch_norm
 from supernet.weights import ArchWeights, CellWeights
 
@@ -75,19 +76,13 @@ class DartsSearchNetwork(nn.Module):
         self.multiplier = multiplier
         self.num_edges = self.search_space.num_edges
 
-        c_curr = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
-        c_prev_prev, c_prev, c_curr = c_curr, c_curr, channels
-        reduction_prev = False
-        cells = []
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                c_curr *= 2
-            cells.append(DartsSearchCell(steps, multiplier, c_prev_prev, c_prev, c_curr, reduction,
-                                         reduction_prev, self.candidates, partial_channels, impl, recompute))
-            reduction_prev = reduction
-            c_prev_prev, c_prev = c_prev, multiplier * c_curr
+        c_stem = stem_multiplier * channels
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        slots = darts_cells(layers, channels, (c_stem, c_stem), multiplier)
+        cells = [DartsSearchCell(steps, multiplier, slot.c_prev_prev, slot.c_prev, slot.channels, slot.reduction,
+                                 slot.reduction_prev, self.candidates, partial_channels, impl, recompute)
+                 for slot in slots]
+        c_prev = multiplier * slots[-1].channels
         self.cells = nn.ModuleList(cells)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
@@ -138,14 +133,10 @@ class NB201SearchNetwork(nn.Module):
         self.search_space = NB201Space(self.candidates)
         self.num_ops = len(self.candidates)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        blocks: list[nn.Module] = []
-        c_prev = channels
-        for stage in range(3):
-            c_curr = channels * 2 ** stage
-            if stage:
-                blocks.append(ResNetBasicBlock(c_prev, c_curr, 2))
-            blocks.extend(NB201SearchCell(c_curr, self.candidates, partial_channels) for _ in range(cells_per_stage))
-            c_prev = c_curr
+        blocks: list[nn.Module] = [
+            NB201SearchCell(c_in, self.candidates, partial_channels) if c_in == c_out else ResNetBasicBlock(c_in, c_out, 2)
+            for c_in, c_out in nb201_stages(channels, cells_per_stage)]
+        c_prev = 4 * channels
         self.cells = nn.ModuleList(blocks)
         self.num_edges = self.cells[0].num_edges
         self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU())
