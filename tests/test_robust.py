@@ -305,3 +305,23 @@ def test_selection_decisions_are_spread_evenly_over_the_rounds():
     assert [r for r in range(25) if counts[r] > (counts[r - 1] if r else 0)] == [0, 4, 9, 14, 19, 24]
     assert [due(6, 4, r) for r in range(4)] == [2, 4, 5, 6]  # more decisions than rounds share rounds
     assert due(34, 81, 80) == 34 and due(1, 3, 0) == 1
+
+
+@pytest.mark.parametrize("method", ["beta_decay", "random_smoothing", "auxiliary_skip", "drnas", "selection"])
+def test_every_method_runs_on_the_fused_path_of_the_darts_space(method, monkeypatch):
+    import supernet.cells as cells
+
+    calls = []
+    fused = cells.fused_cell_forward
+    monkeypatch.setattr(cells, "fused_cell_forward", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    kwargs = {"strategy": "drnas"} if method == "drnas" else {}
+    if method in REGULARIZERS:
+        kwargs["regularizers"] = [REGULARIZERS[method]()]
+    if method == "selection":
+        kwargs["selection"] = PerturbationSelection(tune_epochs=0, probe_batches=1)
+    module = SearchModule(_darts(), **kwargs)
+    assert module.supernet.impl == "fused"
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=1, limit_val_batches=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, DigitsDataModule(batch_size=16, subset=64, search_split=True))
+    assert len(calls) >= 2 * len(module.supernet.cells)  # the architecture step and the weight step, every cell
