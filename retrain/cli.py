@@ -6,20 +6,18 @@ checkpoint) end with one ``retrain: error: ...`` line on stderr and exit status 
 """
 from __future__ import annotations
 
-import logging
-import re
 import sys
 from collections.abc import Sequence
 from typing import Literal
 from pathlib import Path
 
-import torch
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from nasdata import ImageDataModule
 from configs import resolve_config_args
+from configs.cli import fail, held_output, read_checkpoint
 from retrain.module import RetrainModule
 
 PARSER_KWARGS = {"exit_on_error": False, "prog": "python -m retrain",
@@ -81,11 +79,7 @@ def find_checkpoint(path: str) -> Path:
 
 def check_resume_matches(checkpoint: str, model: RetrainModule) -> None:
     """Raise ``ValueError`` if ``checkpoint`` is unreadable or was trained with another genotype."""
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as err:  # any unpickling failure means the file is not a usable checkpoint
-        raise ValueError(f"--resume {checkpoint}: not a readable Lightning checkpoint ({type(err).__name__})") from None
-    saved = state.get("hyper_parameters", {}).get("genotype") if isinstance(state, dict) else None
+    saved = read_checkpoint(checkpoint).get("hyper_parameters", {}).get("genotype")
     if saved is None:
         raise ValueError(f"--resume {checkpoint}: not a retrain checkpoint (no genotype in its hyper-parameters)")
     if saved != model.genotype.to_text():
@@ -93,38 +87,18 @@ def check_resume_matches(checkpoint: str, model: RetrainModule) -> None:
                          "--genotype or start a new run")
 
 
-def one_line(err: BaseException) -> str:
-    """The error message on one line; jsonargparse's verbose type errors are shortened to the flag and the cause."""
-    message = re.sub(r"\s+", " ", str(err) or type(err).__name__).strip()
-    match = re.match(r'Parser key "([^"]+)": (.*)', message)
-    flag, body = (f"--{match.group(1)}", match.group(2)) if match else ("", message)
-    if body.endswith("Got value: None"):
-        return f"{flag} is required" if flag else body
-    if "Union subtypes" in body and "Errors:" in body:
-        errors = body.split("Errors:", 1)[1].split(" Given value type:")[0]
-        causes = [e.strip() for e in errors.split(" - ") if e.strip(" -") and "NoneType" not in e]
-        given = re.search(r"Given value: (.*)$", body)
-        body = "; ".join(causes)
-        if given and "Namespace(" not in given.group(1):
-            body += f", got {given.group(1)}"
-    return f"{flag}: {body}" if flag else body
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, build and check everything, then fit and test. Returns the exit status."""
-    seed_log = logging.getLogger("lightning.fabric.utilities.seed")
-    level = seed_log.level
-    seed_log.setLevel(logging.WARNING)  # "Seed set to ..." is printed only once the set-up has succeeded
+    release = [True]
     try:
-        cli = RetrainCLI(argv)
+        with held_output(release):  # Lightning's messages appear only once the set-up has succeeded
+            try:
+                cli = RetrainCLI(argv)
+            except BaseException:
+                release[0] = False
+                raise
     except SETUP_ERRORS as err:
-        print(f"retrain: error: {one_line(err)}", file=sys.stderr)
-        return 2
-    finally:
-        seed_log.setLevel(level)
-    seed = cli.config.seed_everything
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        seed_log.info(f"Seed set to {seed}")
+        return fail("retrain", err)
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     trainer.fit(model, datamodule=data, ckpt_path=cli.config.resume)
     test_ckpt = cli.config.test_ckpt

@@ -9,16 +9,10 @@ stderr naming the culprit and exit status 2. Only then ``Trainer.fit`` runs and 
 from __future__ import annotations
 
 import contextlib
-import inspect
-import io
-import logging
 import os
-import re
 import sys
-import warnings
 from argparse import ArgumentError
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -29,12 +23,10 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from search.callbacks import SearchOutputs
 from configs import resolve_config_args
+from configs.cli import DEBUG_ENV, fail, held_output, read_checkpoint
 from search.module import SearchModule, check_trainer_strategy
 from search.strategies import list_strategies, strategy_arguments
 
-EXIT_USAGE = 2
-DEBUG_ENV = "NAS_DEBUG"
-"""Set to 1 to get full tracebacks instead of one-line errors."""
 
 
 class InputError(ValueError):
@@ -75,76 +67,6 @@ class SearchCLI(LightningCLI):
         parser.link_arguments("data.in_channels", "model.supernet.init_args.in_channels", apply_on="instantiate")
 
 
-# ---- one-line errors ------------------------------------------------------------------------------------------
-_NOISE = ("Does not validate against any of", "Subtypes:", "Errors:", "Given value type:",
-          "Expected a <class 'NoneType'>", "Parser key", "Problem with given class_path")
-
-
-def _tidy(text: str) -> str:
-    return re.sub(r"<class '([\w.]+)'>", r"\1", text).strip().rstrip(":")
-
-
-def _valid_keys(parser: LightningArgumentParser | None, prefix: str) -> list[str]:
-    if parser is None:
-        return []
-    keys = set()
-    for action in parser._actions:  # noqa: SLF001 -- argparse keeps no public list of options
-        dest = getattr(action, "dest", "")
-        if dest.startswith(prefix + "."):
-            keys.add(dest[len(prefix) + 1:].split(".")[0])
-    return sorted(keys)
-
-
-def _class_options(class_path: str) -> list[str]:
-    module_name, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(__import__(module_name, fromlist=[name]), name)
-        return [k for k, p in inspect.signature(cls).parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD,
-                                                                                   p.KEYWORD_ONLY)]
-    except (ImportError, AttributeError, ValueError, TypeError):
-        return []
-
-
-def one_line(error: BaseException, parser: LightningArgumentParser | None = None) -> str:
-    """Condense an error (jsonargparse's nested ones included) into one line naming the culprit."""
-    message = str(error).strip() or type(error).__name__
-    lines = [re.sub(r"^-\s+", "", line.strip()) for line in message.splitlines() if line.strip()]
-    key = re.search(r'Parser key "([^"]+)"', message)
-    class_path = re.search(r"Problem with given class_path '([^']+)'", message)
-    unknown = re.search(r"unrecognized arguments: (\S+)", message)
-    if unknown:
-        flag = unknown.group(1).split("=")[0]
-        prefix = flag.lstrip("-").rpartition(".")[0]
-        valid = _valid_keys(parser, prefix) if prefix else []
-        where = f"; valid under --{prefix}: {', '.join(valid)}" if valid else "; see --help"
-        return f"unknown option {flag}{where}"
-    option = re.search(r"Option '([^']+)' is not accepted", message)
-    if option and class_path:
-        valid = _class_options(class_path.group(1))
-        culprit = f"--{key.group(1)}.{option.group(1)}" if key else repr(option.group(1))
-        return (f"{culprit}: {class_path.group(1)} has no option {option.group(1)!r}"
-                + (f"; valid: {', '.join(valid)}" if valid else ""))
-    group = re.search(r"Group '([^']+)' does not accept option '([^']+)'", message)
-    if group:
-        valid = _valid_keys(parser, group.group(1))
-        return (f"unknown config key {group.group(1)}.{group.group(2)}"
-                + (f"; valid under {group.group(1)}: {', '.join(valid)}" if valid else ""))
-    if lines[0].startswith("Problems parsing config"):  # YAML syntax: keep what and where
-        return " ".join(" ".join(lines).split())
-    causes = [line for line in lines if not line.startswith(_NOISE) and not line.startswith("Given value:")]
-    given = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Given value:")), None)
-    cause = _tidy(causes[0]) if causes else _tidy(lines[-1])
-    if cause.startswith("Expected a") and given is not None and len(given) < 80:
-        cause += f", got {given!r}"
-    if class_path and class_path.group(1) not in cause:
-        cause = f"{class_path.group(1)}: {cause}"
-    if key and not cause.startswith(("--" + key.group(1), key.group(1))):
-        cause = f"--{key.group(1)}: {cause}"
-    if len(causes) > 1 and not cause.startswith("Problems parsing config"):
-        cause += f" ({_tidy(causes[1])})" if len(causes[1]) < 120 else ""
-    return " ".join(cause.split())
-
-
 # ---- checks before anything is written -------------------------------------------------------------------------
 def check_data(datamodule: LightningDataModule, model: SearchModule) -> None:
     """Build the data, check the search split and push one batch through the supernet (RNG state untouched)."""
@@ -183,15 +105,8 @@ def check_data(datamodule: LightningDataModule, model: SearchModule) -> None:
 
 def check_checkpoint(path: str, model: SearchModule) -> None:
     """The resume checkpoint must exist, be readable and hold this model's state (same keys and shapes)."""
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"--resume {path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises many kinds for a damaged file
-        raise InputError(f"--resume {path}: not a readable checkpoint ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0][:120] if str(err) else 'corrupt'})") from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "search_strategy" not in checkpoint:
+    checkpoint = read_checkpoint(path)
+    if "search_strategy" not in checkpoint:
         raise InputError(f"--resume {path}: not a checkpoint of a search run (no state_dict / search_strategy)")
     saved_strategy = checkpoint["search_strategy"].get("name")
     if saved_strategy != model.strategy.name:
@@ -221,38 +136,6 @@ def check_trainer(trainer: Trainer, model: SearchModule) -> None:
 
 
 # ---- entry point ------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _held_output(release: list[bool]) -> Iterator[None]:
-    """Hold back what Lightning prints while the run is built (log records, warnings, stderr): shown afterwards
-    if ``release[0]`` is true, dropped otherwise, so that a bad input prints nothing but its one-line error."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "lightning")]
-    saved = [(lg, lg.handlers[:], lg.propagate) for lg in loggers]
-    records: list[logging.LogRecord] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    collector = _Collect()
-    for lg in loggers:
-        lg.handlers = [collector]
-        lg.propagate = False
-    stderr = io.StringIO()
-    try:
-        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(stderr):
-            warnings.simplefilter("default")
-            yield
-    finally:
-        for lg, handlers, propagate in saved:
-            lg.handlers, lg.propagate = handlers, propagate
-        if release[0]:
-            for record in records:
-                logging.getLogger(record.name).handle(record)
-            for w in caught:
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-            sys.stderr.write(stderr.getvalue())
-
-
 @contextlib.contextmanager
 def _argv(prog: str, args: Sequence[str]) -> Iterator[None]:
     saved = sys.argv
@@ -291,7 +174,7 @@ def parse_config(args: Sequence[str], prog: str = "search") -> Any:
     """The search configuration of ``args`` as the CLI parses it (``--config`` names resolved), without building
     anything; Lightning's messages are held back. Parse errors raise as in ``build_cli``."""
     args = resolve_config_args(list(args))
-    with _held_output([False]), _argv(prog, args):
+    with held_output([False]), _argv(prog, args):
         return _ParseOnlyCLI(**_cli_kwargs()).config
 
 
@@ -303,7 +186,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     cli = None
     release = [True]
     try:
-        with _held_output(release):
+        with held_output(release):
             try:
                 cli = build_cli(args, prog)
                 model, data, trainer = cli.model, cli.datamodule, cli.trainer
@@ -319,8 +202,14 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             KeyError) as err:
         if debug:
             raise
-        parser = getattr(cli, "parser", None) or getattr(err, "parser", None)
-        print(f"{prog}: error: {one_line(err, parser)}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(prog, err, getattr(cli, "parser", None) or getattr(err, "parser", None))
     trainer.fit(model, datamodule=data, ckpt_path=resume or None)
     return 0
+
+
+def run_strategy(strategy: str, argv: Sequence[str] | None = None) -> int:
+    """The ``python -m search.<strategy>`` entry points: ``main`` with ``--model.strategy <strategy>`` last, so each
+    entry runs its own strategy whatever the config says (a config made for another strategy fails on its
+    ``strategy_args`` with one line)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return main([*args, "--model.strategy", strategy], prog=f"python -m search.{strategy}")

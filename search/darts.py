@@ -1,5 +1,6 @@
-"""``python -m search.darts --config cifar.yaml``: DARTS architecture search (the CLI lives in ``search.cli``)."""
-from search.cli import main
+"""``python -m search.darts --config cifar.yaml``: DARTS architecture search (the CLI lives in ``search.cli``;
+this entry always runs strategy ``darts``, whatever the config says)."""
+from search.cli import run_strategy
 
 if __name__ == "__main__":
-    raise SystemExit(main(prog="python -m search.darts"))
+    raise SystemExit(run_strategy("darts"))

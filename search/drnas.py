@@ -1,8 +1,6 @@
 """``python -m search.drnas --config nb201_drnas.yaml``: DrNAS architecture search (the CLI lives in ``search.cli``;
 this entry always runs strategy ``drnas``, whatever the config says)."""
-import sys
-
-from search.cli import main
+from search.cli import run_strategy
 
 if __name__ == "__main__":
-    raise SystemExit(main([*sys.argv[1:], "--model.strategy", "drnas"], prog="python -m search.drnas"))
+    raise SystemExit(run_strategy("drnas"))

@@ -1,8 +1,6 @@
 """``python -m search.enas --config cifar_enas.yaml``: ENAS architecture search (the CLI lives in ``search.cli``;
 this entry always runs strategy ``enas``, whatever the config says)."""
-import sys
-
-from search.cli import main
+from search.cli import run_strategy
 
 if __name__ == "__main__":
-    raise SystemExit(main([*sys.argv[1:], "--model.strategy", "enas"], prog="python -m search.enas"))
+    raise SystemExit(run_strategy("enas"))

@@ -27,6 +27,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from ops import DartsGenotype, Genotype, NB201Genotype
 from ops.genotype import NB201_EDGES
+from configs.cli import EXIT_USAGE, one_line
 from search import cli as search_cli
 from search.nb201_table import NB201Table
 from search.strategies import strategy_arguments
@@ -263,7 +264,7 @@ def _prepare(argv: Sequence[str]) -> dict[str, Any]:
     try:
         config = search_cli.parse_config(rest, PROG)
     except (ArgumentError, MisconfigurationException, ValueError, TypeError, FileNotFoundError, KeyError) as err:
-        raise UsageError(search_cli.one_line(err, getattr(err, "parser", None))) from None
+        raise UsageError(one_line(err, getattr(err, "parser", None))) from None
     space = _space(config)
     table = None
     if table_path is not None:
@@ -294,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup = _prepare(argv)
     except UsageError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
-        return search_cli.EXIT_USAGE
+        return EXIT_USAGE
     seeds, parent = setup["seeds"], setup["parent"]
     runs, genotypes = [], []
     for position, seed in enumerate(seeds, start=1):

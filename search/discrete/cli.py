@@ -9,6 +9,7 @@ from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
 
 from ops import NB201Genotype, Registry
 from configs import resolve_config_args
+from configs.cli import fail
 from search.discrete.evaluator import TabularEvaluator
 from search.discrete.evolution import RegularizedEvolution
 from search.discrete.loop import Budget, Record, SizeLimit, Strategy
@@ -60,10 +61,6 @@ def build_parser(strategy: str) -> ArgumentParser:
     return parser
 
 
-def _one_line(err: BaseException) -> str:
-    return " ".join(part.strip() for part in str(err).splitlines() if part.strip()) or type(err).__name__
-
-
 def _setup(strategy: str, cfg: Any) -> dict[str, Any]:
     """Validate the parsed options and build what the search needs; bad input raises ValueError/FileNotFoundError."""
     if cfg.table is None:
@@ -103,8 +100,7 @@ def main(strategy: str, argv: Sequence[str] | None = None) -> int:
         cfg = parser.parse_args(resolve_config_args(list(sys.argv[1:] if argv is None else argv)))
         setup = _setup(strategy, cfg)
     except (ArgumentError, ValueError, FileNotFoundError) as err:
-        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
-        return 2
+        return fail(prog, err, getattr(err, "parser", None))
     table, evaluator, report_metric = setup["table"], setup["evaluator"], setup["report_metric"]
     best_so_far: dict[int, float] = {}
 
@@ -124,8 +120,7 @@ def main(strategy: str, argv: Sequence[str] | None = None) -> int:
                             setup["limit"], on_record=progress)
         aggregate = summarize(results, report)
     except ValueError as err:  # e.g. a size limit no cell satisfies
-        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
-        return 2
+        return fail(prog, err, getattr(err, "parser", None))
     settings = {"strategy": strategy, "metric": cfg.metric, "report_metric": report_metric,
                 "seeds": list(cfg.seeds), "table": str(table.path),
                 "hp12_table": None if table.hp12_path is None else str(table.hp12_path)}
