@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 from torch import Tensor
 
 from ops.genotype import NB201_EDGES, DartsGenotype, NB201Genotype
+from ops.topology import darts_node_edges, darts_num_edges
 
 NONE_OP = "none"
 
@@ -32,14 +33,12 @@ def _check_matrix(weights: Tensor, rows: int, cols: int, what: str) -> list[list
 def _darts_cell(matrix: list[list[float]], candidates: Sequence[str], steps: int) -> tuple[tuple[str, int], ...]:
     allowed = [k for k, name in enumerate(candidates) if name != NONE_OP] or list(range(len(candidates)))
     gene: list[tuple[str, int]] = []
-    offset = 0
-    for i in range(steps):
-        rows = matrix[offset:offset + 2 + i]
+    for edges in darts_node_edges(steps):
+        rows = [matrix[e] for e in edges]
         best_ops = [_first_argmax(row, allowed) for row in rows]
         # Stable sort by descending strength: equal strengths keep the lower input index first.
-        ranked = sorted(range(2 + i), key=lambda j: -rows[j][best_ops[j]])
+        ranked = sorted(range(len(edges)), key=lambda j: -rows[j][best_ops[j]])
         gene.extend((candidates[best_ops[j]], j) for j in ranked[:2])
-        offset += 2 + i
     return tuple(gene)
 
 
@@ -55,7 +54,7 @@ def discretize_darts(weights: Mapping[str, Tensor], candidates: Sequence[str], s
     candidates = tuple(candidates)
     if steps < 1 or not 1 <= multiplier <= steps:
         raise ValueError(f"discretize_darts: need steps >= 1 and 1 <= multiplier <= steps, got {steps}, {multiplier}")
-    num_edges = sum(2 + i for i in range(steps))
+    num_edges = darts_num_edges(steps)
     cells: dict[str, tuple[tuple[str, int], ...]] = {}
     for cell in ("normal", "reduce"):
         if cell not in weights:

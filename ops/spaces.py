@@ -14,6 +14,7 @@ from torch import Tensor
 from ops.discretize import NONE_OP, discretize_darts, discretize_nb201
 from ops.genotype import NB201_EDGES, DartsGenotype, Genotype, NB201Genotype
 from ops.registry import SEARCH_SPACES, Registry
+from ops.topology import darts_node_edges, darts_num_edges
 
 
 class SearchSpace(ABC):
@@ -87,23 +88,23 @@ class DartsSpace(SearchSpace):
     @property
     def num_edges(self) -> int:
         """``sum(2 + i for i < steps)`` (14 for 4 nodes)."""
-        return self.steps * (self.steps + 3) // 2
+        return darts_num_edges(self.steps)
 
     @classmethod
     def for_edges(cls, candidates: Sequence[str], num_edges: int) -> "DartsSpace":
         """The DARTS space whose cell has ``num_edges`` edges (``steps`` solved from it; concat of all nodes)."""
-        steps = next((n for n in range(1, num_edges + 1) if n * (n + 3) // 2 >= num_edges), 0)
-        if steps * (steps + 3) // 2 != num_edges:
+        steps = next((n for n in range(1, num_edges + 1) if darts_num_edges(n) >= num_edges), 0)
+        if darts_num_edges(steps) != num_edges:
             raise ValueError(f"no DARTS cell has {num_edges} edges (a cell of n nodes has n (n + 3) / 2)")
         return cls(candidates, steps=steps, multiplier=steps)
 
     def edge(self, node: int, source: int) -> int:
         """The edge index of intermediate node ``node``'s input ``source``."""
-        return node * (node + 3) // 2 + source  # edges of earlier nodes: sum(2 + n for n < node)
+        return darts_node_edges(node + 1)[node][source]
 
     def node_edges(self) -> list[list[int]]:
         """Node ``i`` (0-based intermediate node): edges ``edge(i, 0) .. edge(i, i + 1)``."""
-        return [[self.edge(i, j) for j in range(2 + i)] for i in range(self.steps)]
+        return darts_node_edges(self.steps)
 
     def pruned_nodes(self) -> list[int]:
         """Every node with more than two inputs."""

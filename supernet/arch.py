@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ops import NB201_EDGES
+from ops.topology import darts_node_edges
 from supernet.weights import ArchWeights, CellWeights
 
 
@@ -18,7 +19,7 @@ def node_softmax(betas: Tensor, group_sizes: Sequence[int]) -> Tensor:
 def _edge_groups(num_edges: int, steps: int | None) -> tuple[int, ...]:
     """Sizes of the per-node groups of incoming edges, in edge order."""
     if steps is not None:
-        groups = tuple(2 + i for i in range(steps))
+        groups = tuple(len(edges) for edges in darts_node_edges(steps))
         if sum(groups) != num_edges:
             raise ValueError(f"steps={steps} means {sum(groups)} DARTS edges, but num_edges={num_edges}")
         return groups

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ops import NB201_EDGES, FactorizedReduce, ReLUConvBN
+from ops.topology import darts_node_edges
 from supernet.fused import fused_cell_forward
 from supernet.mixed_op import MixedOp
 from supernet.weights import CellWeights
@@ -59,9 +60,10 @@ class DartsSearchCell(nn.Module):
         else:
             self.preprocess0 = ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine=False)
+        self.node_edges = darts_node_edges(steps)
         self.edges = nn.ModuleList(
             MixedOp(channels, 2 if reduction and j < 2 else 1, candidates, partial_channels)
-            for i in range(steps) for j in range(2 + i))
+            for edges in self.node_edges for j in range(len(edges)))
 
     @property
     def num_edges(self) -> int:
@@ -75,16 +77,13 @@ class DartsSearchCell(nn.Module):
         if self.impl == "fused" and active is None:
             return fused_cell_forward(self, s0, s1, weights, self.recompute)
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        offset = 0
-        for _ in range(self.steps):
+        for edges in self.node_edges:  # edge k of a node reads node k
             total = 0
-            for j, h in enumerate(states):
-                e = offset + j
+            for e, h in zip(edges, states):
                 out = self.edges[e](h, weights.ops[e], None if active is None else active[e], weights.add_inactive)
                 if weights.edges is not None:
                     out = weights.edges[e] * out
                 total = total + out
-            offset += len(states)
             states.append(total)
         return torch.cat(states[-self.multiplier:], dim=1)
 

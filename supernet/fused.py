@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ops import DilConv, FactorizedReduce, ReLUConvBN, SepConv, Zero
+from ops.topology import darts_node_edges
 from supernet.fused_bn import batch_norm_train, check_batch_norms, module_batch_norm, update_running_stats
 from supernet.fused_convs import gather_convs, run_convs
 from supernet.strides import conv2d
@@ -172,7 +173,7 @@ def fused_cell_forward(cell: Any, s0: Tensor, s1: Tensor, weights: CellWeights, 
     groups = cell.edges[0].partial_channels
     states = [preprocess(cell.preprocess0, s0.contiguous(memory_format=CL)),
               preprocess(cell.preprocess1, s1.contiguous(memory_format=CL))]
-    offsets = [sum(2 + i for i in range(node)) for node in range(cell.steps)]
+    offsets = [edges[0] for edges in darts_node_edges(cell.steps)]
     mixed: list[list[Tensor]] = [[] for _ in range(cell.steps)]
     bypass: list[list[Tensor]] = [[] for _ in range(cell.steps)]
     for j in range(cell.steps + 1):

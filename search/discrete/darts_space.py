@@ -10,6 +10,7 @@ from itertools import combinations
 from typing import Sequence
 
 from ops import DartsGenotype, search_space
+from ops.topology import darts_node_edges
 from search.discrete.space import CategoricalSpace
 
 CELL_TYPES = ("normal", "reduce")
@@ -44,7 +45,7 @@ class DartsCellSpace(CategoricalSpace[DartsGenotype]):
         self.steps = steps
         self.multiplier = multiplier
         self.concat = tuple(range(2 + steps - multiplier, 2 + steps))
-        self._pairs = [tuple(combinations(range(node + 2), 2)) for node in range(steps)]
+        self._pairs = [tuple(combinations(range(len(edges)), 2)) for edges in darts_node_edges(steps)]
         self._op_index = {op: k for k, op in enumerate(self.ops)}
 
     def pairs(self, node: int) -> tuple[tuple[int, int], ...]:
@@ -58,9 +59,9 @@ class DartsCellSpace(CategoricalSpace[DartsGenotype]):
         ops = [candidates.index(op) for op in self.ops]
         none = candidates.index("none")
         rows: list[list[float]] = []
-        for node in range(self.steps):
+        for node, edges in enumerate(darts_node_edges(self.steps)):
             pairs = self._pairs[node]
-            for j in range(node + 2):
+            for j in range(len(edges)):
                 used = sum(j in pair for pair in pairs) / len(pairs)
                 row = [0.0] * len(candidates)
                 for k in ops:

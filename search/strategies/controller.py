@@ -208,13 +208,12 @@ class DartsEnasController(EnasController):
         going unused."""
         rows = torch.zeros(self.num_edges, len(self.candidates), dtype=torch.float32)
         columns = torch.tensor([self.candidates.index(op) for op in self.ops])
-        none, offset = self.candidates.index(NONE_OP), 0
-        for node in range(self.steps):
+        none = self.candidates.index(NONE_OP)
+        for node, edges in enumerate(self.search_space.node_edges()):
             p_a, p_b, q_a, q_b = (d.float().cpu() for d in distributions[4 * node:4 * node + 4])
-            for j in range(node + 2):
-                rows[offset + j, columns] = 0.5 * (p_a[j] * q_a + p_b[j] * q_b)
-                rows[offset + j, none] = 1.0 - rows[offset + j, columns].sum()
-            offset += node + 2
+            for j, e in enumerate(edges):
+                rows[e, columns] = 0.5 * (p_a[j] * q_a + p_b[j] * q_b)
+                rows[e, none] = 1.0 - rows[e, columns].sum()
         return rows
 
 
