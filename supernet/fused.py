@@ -179,7 +179,7 @@ def fused_cell_forward(cell: Any, s0: Tensor, s1: Tensor, weights: CellWeights, 
     for j in range(cell.steps + 1):
         if j >= 2:
             states.append(_node(mixed[j - 2], bypass[j - 2], groups))
-        nodes = [i for i in range(cell.steps) if i + 2 > j]
+        nodes = [i for i, inputs in enumerate(darts_node_edges(cell.steps)) if len(inputs) > j]  # nodes reading j
         ids = [offsets[i] + j for i in nodes]
         edges = [cell.edges[e] for e in ids]
         h = states[j]
