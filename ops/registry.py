@@ -6,13 +6,14 @@ Users add their own op with ``@register_op("name")``; search spaces are named tu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 from torch import nn
 
 from ops.primitives import Conv7x1_1x7, DilConv, FactorizedReduce, ReLUConvBN, SepConv, Zero
 
 T = TypeVar("T")
+_DECORATE = object()  # register() without an entry: return a decorator
 
 
 class Registry(Generic[T]):
@@ -30,11 +31,11 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
 
     @overload
-    def register(self, name: str, entry: None = None, *, overwrite: bool = False) -> Callable[[T], T]: ...
+    def register(self, name: str, *, overwrite: bool = False) -> Callable[[T], T]: ...
     @overload
     def register(self, name: str, entry: T, *, overwrite: bool = False) -> T: ...
 
-    def register(self, name: str, entry: T | None = None, *, overwrite: bool = False) -> T | Callable[[T], T]:
+    def register(self, name: str, entry: Any = _DECORATE, *, overwrite: bool = False) -> T | Callable[[T], T]:
         """Add ``entry`` under ``name`` (or, without ``entry``, return a decorator that does); a taken name raises
         unless ``overwrite``."""
 
@@ -44,7 +45,7 @@ class Registry(Generic[T]):
             self._entries[name] = item
             return item
 
-        return add if entry is None else add(entry)
+        return add if entry is _DECORATE else add(entry)
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` if registered (a plug-in's clean-up; tests)."""

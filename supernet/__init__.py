@@ -8,6 +8,8 @@ from supernet.mixed_op import MixedOp, channel_shuffle
 from supernet.networks import SUPERNETS, DartsSearchNetwork, NB201SearchNetwork, build_supernet
 from supernet.weights import ArchWeights, CellWeights
 
+import supernet.fast  # noqa: E402,F401 -- registers the fused cell implementation
+
 __all__ = [
     "ArchParameters", "ArchWeights", "CellWeights", "DartsSearchCell", "DartsSearchNetwork", "MixedOp",
     "NB201SearchCell", "NB201SearchNetwork", "SUPERNETS", "build_supernet",

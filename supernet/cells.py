@@ -8,14 +8,9 @@ from torch import Tensor, nn
 
 from ops import NB201_EDGES, FactorizedReduce, ReLUConvBN
 from ops.topology import darts_node_edges
-from supernet.fused import fused_cell_forward
+from supernet.impls import check_impl
 from supernet.mixed_op import MixedOp
 from supernet.weights import CellWeights
-
-IMPLS = ("fused", "reference")
-"""Cell forward implementations: ``fused`` (``supernet.fused``, same function, faster, less memory) and
-``reference`` (each candidate op computed separately and weighted-summed, as in the original DARTS)."""
-
 
 def _check_cell_weights(weights: CellWeights, num_edges: int, num_ops: int, cell: str) -> list[int] | None:
     """Validate shapes; return ``active`` as a list of ints (one host sync per cell) or None."""
@@ -38,7 +33,7 @@ class DartsSearchCell(nn.Module):
     ``i``, inputs ``j = 0 .. i + 1``); the output concatenates the last ``multiplier`` intermediate nodes.
     In a reduction cell the edges leaving the two inputs have stride 2.
 
-    ``impl`` picks the forward (see ``IMPLS``); both use the same modules and parameters. The fused forward
+    ``impl`` picks the forward (``supernet.impls``: ``reference``, this class's own, or ``fused``); both use the same modules and parameters. The fused forward
     falls back to the reference one when ``weights.active`` is given (sampling strategies run one op per edge);
     ``recompute`` is its activation recomputation (see ``DartsSearchNetwork``).
     """
@@ -47,8 +42,7 @@ class DartsSearchCell(nn.Module):
                  reduction: bool, reduction_prev: bool, candidates: Sequence[str],
                  partial_channels: int = 1, impl: str = "fused", recompute: bool = True) -> None:
         super().__init__()
-        if impl not in IMPLS:
-            raise ValueError(f"unknown cell implementation {impl!r}; valid: {', '.join(IMPLS)}")
+        check_impl(impl, "DartsSearchCell")
         self.impl = impl
         self.recompute = recompute
         self.steps = steps
@@ -74,8 +68,9 @@ class DartsSearchCell(nn.Module):
         """Run the cell with mixing weights ``weights.ops`` (and optional edge weights / active ops)."""
         cell = "reduce" if self.reduction else "normal"
         active = _check_cell_weights(weights, self.num_edges, self.num_ops, cell)
-        if self.impl == "fused" and active is None:
-            return fused_cell_forward(self, s0, s1, weights, self.recompute)
+        fast = check_impl(self.impl, "DartsSearchCell")
+        if fast is not None and active is None:
+            return fast.cell(self, s0, s1, weights, self.recompute)
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for edges in self.node_edges:  # edge k of a node reads node k
             total = 0

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from ops import DartsSpace, NB201Space, Registry, ResNetBasicBlock, check_op, search_space
 from ops.skeleton import darts_cells, nb201_stages
-from supernet.cells import IMPLS, DartsSearchCell, NB201SearchCell
-from supernet.fused_bn import module_batch_norm
+from supernet.cells import DartsSearchCell, NB201SearchCell
+from supernet.impls import check_impl
 from supernet.weights import ArchWeights, CellWeights
 
 
@@ -42,11 +41,11 @@ class DartsSearchNetwork(nn.Module):
     cells with reductions at ``layers // 3`` and ``2 * layers // 3`` (channels double there), global
     average pooling and a linear classifier. ``forward(x, weights)`` takes ``{"normal": ..., "reduce": ...}``.
 
-    ``impl="fused"`` (default) evaluates the cells with ``supernet.fused`` (channels-last, work shared by the
+    ``impl="fused"`` (default) evaluates the cells with ``supernet.fast.cell`` (channels-last, work shared by the
     edges leaving a node, batched convolutions); ``impl="reference"`` computes every candidate op separately,
     as the original DARTS. Both compute the same function with the same parameters (one ``state_dict``).
     ``recompute`` (fused only): each convolution stage of the conv candidates keeps only its input and BatchNorm
-    statistics for the backward pass and recomputes its two convolutions there (``supernet.fused_stage``), for a
+    statistics for the backward pass and recomputes its two convolutions there (``supernet.fast.stage``), for a
     fraction of the activation memory at ~15 % more step time. ``set_impl`` switches both on a built network."""
 
     space = "darts"
@@ -58,8 +57,7 @@ class DartsSearchNetwork(nn.Module):
                  impl: str = "fused", recompute: bool = True) -> None:
         super().__init__()
         owner = "DartsSearchNetwork"
-        if impl not in IMPLS:
-            raise ValueError(f"{owner}: unknown impl {impl!r}; valid: {', '.join(IMPLS)}")
+        check_impl(impl, owner)
         _check_positive(owner, channels=channels, steps=steps, multiplier=multiplier,
                         stem_multiplier=stem_multiplier, num_classes=num_classes, in_channels=in_channels,
                         partial_channels=partial_channels)
@@ -92,8 +90,7 @@ class DartsSearchNetwork(nn.Module):
     def set_impl(self, impl: str, recompute: bool | None = None) -> "DartsSearchNetwork":
         """Switch every cell to the ``fused`` or the ``reference`` forward (and set ``recompute`` unless None);
         returns the network."""
-        if impl not in IMPLS:
-            raise ValueError(f"DartsSearchNetwork: unknown impl {impl!r}; valid: {', '.join(IMPLS)}")
+        check_impl(impl, "DartsSearchNetwork")
         self.impl = impl
         self.recompute = self.recompute if recompute is None else recompute
         for cell in self.cells:
@@ -104,10 +101,8 @@ class DartsSearchNetwork(nn.Module):
         """Logits ``[N, num_classes]`` of images ``x`` under architecture weights ``weights``."""
         normal = _cell_weights(weights, "normal", "DartsSearchNetwork")
         reduce = _cell_weights(weights, "reduce", "DartsSearchNetwork")
-        if self.impl == "fused":
-            s0 = s1 = module_batch_norm(self.stem[1], self.stem[0](x.contiguous(memory_format=torch.channels_last)))
-        else:
-            s0 = s1 = self.stem(x)
+        fast = check_impl(self.impl, "DartsSearchNetwork")
+        s0 = s1 = self.stem(x) if fast is None else fast.stem(self.stem, x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
         return self.classifier(self.global_pooling(s1).flatten(1))

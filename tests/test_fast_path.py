@@ -3,6 +3,7 @@ and architecture gradients (1st and 2nd order), running statistics; in float64 f
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 import itertools
 
 import pytest
@@ -10,15 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import supernet.cells
-import supernet.dwconv
-import supernet.fused_bn
+import supernet.fast.dwconv
+import supernet.fast.batch_norm
 from ops import search_space
 from search.hypergrad import exact_second_order_gradient, functional_loss, second_order_gradient
 from supernet import ArchParameters, CellWeights, DartsSearchNetwork
-from supernet.dwconv import depthwise_conv2d
-from supernet.fused_bn import batch_statistics
-from supernet.fused import fused_cell_forward
+from supernet.fast.dwconv import depthwise_conv2d
+from supernet.fast.batch_norm import batch_statistics
+from supernet.fast.cell import fused_cell_forward
+from supernet.impls import IMPLS
 
 TOL = dict(rtol=1e-9, atol=1e-11)
 
@@ -79,8 +80,8 @@ def test_depthwise_conv_double_backward(dilation: int, stride: int) -> None:
 def test_fused_equals_reference(partial_channels: int, edge_betas: bool, recompute: bool,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    monkeypatch.setattr(supernet.cells, "fused_cell_forward",
-                        lambda *args: calls.append(1) or fused_cell_forward(*args))
+    monkeypatch.setitem(IMPLS._entries, "fused",  # count the calls of the registered fused cell forward
+                        replace(IMPLS.get("fused"), cell=lambda *args: calls.append(1) or fused_cell_forward(*args)))
     net = _net(partial_channels=partial_channels, recompute=recompute)
     arch = ArchParameters.for_network(net, edge_betas=edge_betas, init_scale=1.0).double()
     x, y = _data()
@@ -212,8 +213,8 @@ def test_channels_last_batch_statistics_are_accurate() -> None:
 
 def test_generic_kernels_path(monkeypatch: pytest.MonkeyPatch) -> None:
     # The code path other devices take (PyTorch's own depthwise backward and BatchNorm), exercised on the CPU.
-    monkeypatch.setattr(supernet.dwconv, "FAST_CPU_BACKWARD", False)
-    monkeypatch.setattr(supernet.fused_bn, "ACCURATE_CPU_STATISTICS", False)
+    monkeypatch.setattr(supernet.fast.dwconv, "FAST_CPU_BACKWARD", False)
+    monkeypatch.setattr(supernet.fast.batch_norm, "ACCURATE_CPU_STATISTICS", False)
     net = _net()
     arch = ArchParameters.for_network(net, init_scale=1.0).double()
     x, y = _data()
@@ -233,8 +234,8 @@ def test_generic_kernels_path(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bf16_autocast_channels_last(generic_kernels: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # The GPU recipe (bf16 autocast, channels-last), on the CPU: the fused path runs in bf16 and its gradients are
     # as close to the float32 ones as the reference path's are (bf16 rounding alone: cosine ~0.98 here).
-    monkeypatch.setattr(supernet.dwconv, "FAST_CPU_BACKWARD", not generic_kernels)
-    monkeypatch.setattr(supernet.fused_bn, "ACCURATE_CPU_STATISTICS", not generic_kernels)
+    monkeypatch.setattr(supernet.fast.dwconv, "FAST_CPU_BACKWARD", not generic_kernels)
+    monkeypatch.setattr(supernet.fast.batch_norm, "ACCURATE_CPU_STATISTICS", not generic_kernels)
     net = DartsSearchNetwork(channels=4, layers=3, steps=3, multiplier=3, num_classes=5)
     net = net.to(memory_format=torch.channels_last)
     arch = ArchParameters.for_network(net, init_scale=1.0)

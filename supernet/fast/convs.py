@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from supernet.dwconv import depthwise_conv2d
-from supernet.fused_bn import batch_norm_eval, batch_norm_train, check_batch_norms
-from supernet.fused_stage import conv_stage
+from supernet.fast.dwconv import depthwise_conv2d
+from supernet.fast.batch_norm import batch_norm_eval, batch_norm_train, check_batch_norms
+from supernet.fast.stage import conv_stage
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def run_convs(relu_x: Tensor, count: int, plans: Sequence[ConvKind], tensors: Se
     """Outputs (one ``[N, T * C, H', W']`` tensor per plan, edge-major channels, already scaled by the mixing
     weights), and in training mode the batch mean and variance of every normalization (in ``gather`` order).
     ``eval_bns``: the modules whose running statistics to use (eval mode), or None (training mode).
-    ``recompute``: convolution stages keep only their input for the backward pass (``fused_stage``)."""
+    ``recompute``: convolution stages keep only their input for the backward pass (``supernet.fast.stage``)."""
     outs: list[Tensor] = []
     stats: list[Tensor] = []
     flat = iter(tensors)

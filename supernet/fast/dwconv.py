@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from supernet.strides import match_strides
+from supernet.fast.strides import match_strides
 
 _cbw = torch.ops.aten.convolution_backward
 

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from supernet.dwconv import DwConf, dw_backward, dw_conf, dw_forward
-from supernet.strides import match_strides
-from supernet.fused_bn import batch_statistics, unbiased
+from supernet.fast.dwconv import DwConf, dw_backward, dw_conf, dw_forward
+from supernet.fast.strides import match_strides
+from supernet.fast.batch_norm import batch_statistics, unbiased
 
 _cbw = torch.ops.aten.convolution_backward
 

@@ -10,7 +10,7 @@ The cell is evaluated source node by source node: the ``T`` edges leaving a node
   depthwise convolution with the ``T`` edges' kernels, one grouped 1x1 convolution, one BatchNorm over the
   ``T`` edges' channels whose per-channel scale is the mixing weight (``w * BN(y)`` without a multiply);
 * ``skip_connect`` of stride 2 (``FactorizedReduce``) of all ``T`` edges is one 1x1 convolution;
-* tensors are channels-last and depthwise convolutions use ``supernet.dwconv`` (fast CPU backward).
+* tensors are channels-last and depthwise convolutions use ``supernet.fast.dwconv`` (fast CPU backward).
 
 Parameters and buffers stay in the per-op modules (``state_dict`` is that of the reference path) and are read at
 every call, so ``torch.func.functional_call`` works. Running statistics are updated as the modules would.
@@ -25,9 +25,9 @@ from torch import Tensor, nn
 
 from ops import DilConv, FactorizedReduce, ReLUConvBN, SepConv, Zero
 from ops.topology import darts_node_edges
-from supernet.fused_bn import batch_norm_train, check_batch_norms, module_batch_norm, update_running_stats
-from supernet.fused_convs import gather_convs, run_convs
-from supernet.strides import conv2d
+from supernet.fast.batch_norm import batch_norm_train, check_batch_norms, module_batch_norm, update_running_stats
+from supernet.fast.convs import gather_convs, run_convs
+from supernet.fast.strides import conv2d
 from supernet.weights import CellWeights
 
 CL = torch.channels_last
@@ -86,7 +86,7 @@ def mix(coef: Tensor, features: Sequence[Tensor]) -> Tensor:
 def fan_out(x: Tensor, edges: Sequence[nn.Module], coef: Tensor, recompute: bool = False) -> list[list[Tensor]]:
     """The outputs of the ``T`` MixedOps ``edges`` that all read ``x``, weighted by ``coef`` (``[T, num_ops]``):
     per edge a list of tensors whose sum is ``sum_k coef[t, k] * op_k(x)``. ``recompute``: the convolution stages
-    keep only their inputs for the backward pass and recompute their convolutions there (``fused_stage``)."""
+    keep only their inputs for the backward pass and recompute their convolutions there (``supernet.fast.stage``)."""
     count = len(edges)
     terms: list[list[Tensor]] = [[] for _ in range(count)]
     shared: list[Tensor] = []
@@ -145,7 +145,7 @@ def _sum_per_edge(stacked: list[Tensor], coef: Tensor, shared: list[Tensor], cou
 
 def _convs(x: Tensor, columns: list[tuple[str, list[nn.Module]]], coef: list[Tensor], recompute: bool
            ) -> list[Tensor]:
-    """Stacked outputs of the convolutional columns (``fused_convs``), updating the running statistics."""
+    """Stacked outputs of the convolutional columns (``supernet.fast.convs``), updating the running statistics."""
     plans, tensors, bns = gather_convs(columns, coef)
     training = bns[0][0].training
     outs, stats = run_convs(F.relu(x), len(columns[0][1]), plans, tensors, check_batch_norms(bns[0]),
