@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from configs import resolve_config, shipped_configs
 from ops import Genotype
 from search.cli import build_cli, main
 
@@ -137,3 +139,18 @@ def test_help_documents_the_options(capsys):
                  "--model.arch_start_epoch", "--model.supernet", "--data", "--trainer.max_epochs",
                  "--checkpoint.every_n_epochs", "--outputs.pictures", "darts(order=1"):
         assert flag in out, flag
+
+
+SEARCH_CONFIGS = [name for name in shipped_configs()
+                  if name.startswith(("cifar", "nb201_")) and name not in ("nb201_evolution.yaml", "nb201_random.yaml",
+                                                                          "nb201_reinforce.yaml")]
+
+
+@pytest.mark.parametrize("name", SEARCH_CONFIGS)
+def test_every_shipped_search_config_builds(name, tmp_path, monkeypatch):
+    """Each one-shot config (its regularizers and selection objects included) parses and instantiates; nothing is
+    written. The data is swapped for the bundled digits, so nothing is downloaded."""
+    monkeypatch.chdir(tmp_path)
+    cli = build_cli(["--config", name, "--data", "nasdata.DigitsDataModule", "--data.search_split", "true"])
+    assert cli.model.strategy.name == yaml.safe_load(resolve_config(name).read_text())["model"]["strategy"]
+    assert cli.trainer.max_epochs >= 1 and not any(tmp_path.iterdir())
