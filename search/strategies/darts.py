@@ -72,16 +72,12 @@ class DartsStrategy(SearchStrategy):
     def arch_step(self, ctx: ArchStepContext) -> dict[str, Tensor]:
         """One Adam step of the alphas on the gradient of the validation loss (1st or 2nd order), plus the
         regularizers' penalty (``ctx.penalty``)."""
+        if self.order == 1:
+            return first_order_step(ctx, lambda: self.weights(ctx.arch))
         if ctx.optimizer is None:
             raise RuntimeError("DARTS needs an architecture optimizer")
         x_val, y_val = ctx.val_batch
         ctx.optimizer.zero_grad()
-        if self.order == 1:
-            loss = ctx.criterion(ctx.supernet(x_val, ctx.transform(self.weights(ctx.arch))), y_val)
-            penalty = ctx.penalty()
-            ctx.backward(loss if penalty is None else loss + penalty)
-            ctx.optimizer.step()
-            return with_penalty({"arch_loss": loss.detach()}, penalty)
         lr, momentum, weight_decay = sgd_settings(ctx.weight_optimizer)
         params = {n: p for n, p in ctx.supernet.named_parameters() if p.requires_grad}
         state = ctx.weight_optimizer.state
@@ -105,6 +101,23 @@ class DartsStrategy(SearchStrategy):
             alpha.grad = grad.to(alpha.dtype)
         ctx.optimizer.step()
         return with_penalty({"arch_loss": loss}, penalty)
+
+
+def first_order_step(ctx: ArchStepContext, weights: Callable[[], ArchWeights],
+                     extra: Callable[[], Tensor | None] = lambda: None) -> dict[str, Tensor]:
+    """One step of the architecture optimizer on the validation loss of the supernet under ``weights()`` (passed
+    through the regularizers' transform) plus their penalty and ``extra()``; returns ``arch_loss`` (+ ``arch_penalty``).
+    The step of DARTS 1st order, GDAS (sampled weights) and DrNAS (Dirichlet samples, ``extra`` its KL term)."""
+    if ctx.optimizer is None:
+        raise RuntimeError("this strategy needs an architecture optimizer")
+    x, y = ctx.val_batch
+    ctx.optimizer.zero_grad()
+    loss = ctx.criterion(ctx.supernet(x, ctx.transform(weights())), y)
+    terms = [t for t in (ctx.penalty(), extra()) if t is not None]
+    penalty = sum(terms[1:], terms[0]) if terms else None
+    ctx.backward(loss if penalty is None else loss + penalty)
+    ctx.optimizer.step()
+    return with_penalty({"arch_loss": loss.detach()}, penalty)
 
 
 def with_penalty(metrics: dict[str, Tensor], penalty: Tensor | None) -> dict[str, Tensor]:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.distributions import Dirichlet, kl_divergence
 
 from search.strategies.base import ArchStepContext, register_strategy
-from search.strategies.darts import DartsStrategy, with_penalty
+from search.strategies.darts import DartsStrategy, first_order_step
 from search.strategies.rng import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchWeights, CellWeights
 
@@ -90,16 +90,7 @@ class DrNasStrategy(PicklesGenerator, DartsStrategy):
 
     def arch_step(self, ctx: ArchStepContext) -> dict[str, Tensor]:
         """One Adam step of the alphas on the validation loss of a sampled supernet (+ the KL term)."""
-        if ctx.optimizer is None:
-            raise RuntimeError("DrNAS needs an architecture optimizer")
-        x, y = ctx.val_batch
-        ctx.optimizer.zero_grad()
-        loss = ctx.criterion(ctx.supernet(x, ctx.transform(self.weights(ctx.arch))), y)
-        terms = [t for t in (ctx.penalty(), self._kl(ctx.arch)) if t is not None]
-        penalty = sum(terms[1:], terms[0]) if terms else None
-        ctx.backward(loss if penalty is None else loss + penalty)
-        ctx.optimizer.step()
-        return with_penalty({"arch_loss": loss.detach()}, penalty)
+        return first_order_step(ctx, lambda: self.weights(ctx.arch), lambda: self._kl(ctx.arch))
 
     def _kl(self, arch: nn.Module) -> Tensor | None:
         if self.regularization != "kl" or self.reg_scale == 0.0:

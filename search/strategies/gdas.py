@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ops import Genotype, NB201Space
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
-from search.strategies.darts import supernet_genotype, with_penalty
+from search.strategies.darts import first_order_step, supernet_genotype
 from search.strategies.rng import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights, CellWeights
 
@@ -103,15 +103,8 @@ class GdasStrategy(PicklesGenerator, SearchStrategy):
 
     def arch_step(self, ctx: ArchStepContext) -> dict[str, Tensor]:
         """One Adam step of the alphas on the validation loss of a sampled path (straight-through gradient)."""
-        if ctx.optimizer is None:
-            raise RuntimeError("GDAS needs an architecture optimizer")
-        x, y = ctx.val_batch
-        ctx.optimizer.zero_grad()
-        loss = ctx.criterion(ctx.supernet(x, ctx.transform(self.weights(ctx.arch))), y)
-        penalty = ctx.penalty()
-        ctx.backward(loss if penalty is None else loss + penalty)
-        ctx.optimizer.step()
-        return with_penalty({"arch_loss": loss.detach(), "tau": torch.tensor(self.tau, device=loss.device)}, penalty)
+        metrics = first_order_step(ctx, lambda: self.weights(ctx.arch))
+        return {**metrics, "tau": torch.tensor(self.tau, device=metrics["arch_loss"].device)}
 
     def probabilities(self, arch: nn.Module) -> dict[str, Tensor]:
         """Detached ``softmax(alpha)`` per cell type."""
