@@ -163,12 +163,10 @@ def smoothed(probabilities: Tensor, epsilon: float, generator: torch.Generator) 
     noise = torch.empty(probabilities.shape, dtype=torch.float32).uniform_(-epsilon, epsilon, generator=generator)
     # kept in the graph of the probabilities: under DDP every parameter of the module must receive a gradient
     noisy = (probabilities + noise.to(probabilities.device, probabilities.dtype)).clamp(0.0, 1.0)
+    # a row clipped to all zeros falls back to one-hot (torch.where, not a data-dependent branch: no device sync)
+    fallback = torch.zeros_like(noisy).scatter_(-1, probabilities.detach().argmax(-1, keepdim=True), 1.0)
+    noisy = torch.where((noisy.sum(dim=-1, keepdim=True) == 0), fallback, noisy)
     total = noisy.sum(dim=-1, keepdim=True)
-    empty = total.squeeze(-1) == 0
-    if bool(empty.any()):
-        fallback = torch.zeros_like(noisy).scatter_(-1, probabilities.detach().argmax(-1, keepdim=True), 1.0)
-        noisy = torch.where(empty.unsqueeze(-1), fallback, noisy)
-        total = noisy.sum(dim=-1, keepdim=True)
     return noisy / total
 
 

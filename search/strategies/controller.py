@@ -2,6 +2,7 @@
 and its REINFORCE update with a moving-average baseline."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -60,7 +61,7 @@ class _Decider:
         return index
 
 
-class EnasController(nn.Module):
+class EnasController(nn.Module, ABC):
     """LSTM controller of ENAS micro search; a subclass per search space decodes the cells (``CONTROLLERS``).
 
     LSTM controller of ENAS micro search, for the DARTS cell space or the NB201 space.
@@ -123,13 +124,13 @@ class EnasController(nn.Module):
             h, c = self.cell(h, c, decide)
         return decide.out
 
+    @abstractmethod
     def cell(self, h: Tensor, c: Tensor, decide: Callable[[Tensor], int]) -> tuple[Tensor, Tensor]:
         """The decisions of one cell type, from LSTM state ``(h, c)``; returns the state after them."""
-        raise NotImplementedError
 
+    @abstractmethod
     def genotype(self, decisions: dict[str, Sequence[int]]) -> Genotype:
         """The cell the decisions describe."""
-        raise NotImplementedError
 
     def path(self, decisions: dict[str, Sequence[int]]) -> ArchWeights:
         """Single-path supernet weights of the cell the decisions describe."""
@@ -146,9 +147,9 @@ class EnasController(nn.Module):
             out = self()
         return {cell: self.edge_probabilities(out.distributions[cell]) for cell in self.cell_types}
 
+    @abstractmethod
     def edge_probabilities(self, distributions: list[Tensor]) -> Tensor:
         """``[num_edges, num_candidates]`` from one cell type's decision distributions."""
-        raise NotImplementedError
 
 
 class DartsEnasController(EnasController):
