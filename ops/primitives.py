@@ -1,12 +1,44 @@
 """Candidate operations of the DARTS and NAS-Bench-201 cell spaces.
 
 Each op maps ``(N, C, H, W)`` to ``(N, C, H/stride, W/stride)``. Convolutions are
-pre-activation (ReLU -> conv -> BN), as in DARTS and NAS-Bench-201.
+pre-activation (ReLU -> conv -> BN), as in DARTS and NAS-Bench-201. The layers are ``nn.Sequential`` children
+numbered as in the original code (``state_dict`` keys ``op.1.weight``, ...), so weights transfer one to one; code
+that reads a layer uses its name (``ReLUConvBN.conv``, ``DilConv.depthwise``, ...), not its position.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+class ConvBN(nn.Sequential):
+    """Conv -> BatchNorm (the stems)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, stride: int = 1, padding: int = 1) -> None:
+        super().__init__(nn.Conv2d(c_in, c_out, kernel_size, stride, padding, bias=False), nn.BatchNorm2d(c_out))
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        return self[0]
+
+    @property
+    def bn(self) -> nn.BatchNorm2d:
+        return self[1]
+
+
+class PoolBN(nn.Sequential):
+    """A pooling layer -> affine-free BatchNorm (the DARTS pooling candidates)."""
+
+    def __init__(self, pool: nn.Module, channels: int) -> None:
+        super().__init__(pool, nn.BatchNorm2d(channels, affine=False))
+
+    @property
+    def pool(self) -> nn.Module:
+        return self[0]
+
+    @property
+    def bn(self) -> nn.BatchNorm2d:
+        return self[1]
 
 
 class ReLUConvBN(nn.Sequential):
@@ -19,6 +51,14 @@ class ReLUConvBN(nn.Sequential):
             nn.Conv2d(c_in, c_out, kernel_size, stride, padding, dilation=dilation, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        return self[1]
+
+    @property
+    def bn(self) -> nn.BatchNorm2d:
+        return self[2]
 
 
 class DilConv(nn.Sequential):
@@ -33,6 +73,18 @@ class DilConv(nn.Sequential):
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
+    @property
+    def depthwise(self) -> nn.Conv2d:
+        return self[1]
+
+    @property
+    def pointwise(self) -> nn.Conv2d:
+        return self[2]
+
+    @property
+    def bn(self) -> nn.BatchNorm2d:
+        return self[3]
+
 
 class SepConv(nn.Sequential):
     """Two stacked DilConvs without dilation; only the first one strides (DARTS ``SepConv``)."""
@@ -43,6 +95,11 @@ class SepConv(nn.Sequential):
             DilConv(c_in, c_in, kernel_size, stride, padding, 1, affine),
             DilConv(c_in, c_out, kernel_size, 1, padding, 1, affine),
         )
+
+    @property
+    def stages(self) -> tuple[DilConv, DilConv]:
+        """The two DilConvs, in order."""
+        return self[0], self[1]
 
 
 class Conv7x1_1x7(nn.Sequential):

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import nn
 
-from ops import DartsGenotype, FactorizedReduce, ReLUConvBN, create_op
+from ops import ConvBN, DartsGenotype, FactorizedReduce, ReLUConvBN, create_op
 from ops.skeleton import darts_cells, darts_reductions
 from retrain.layers import AuxiliaryHead, drop_path
 
@@ -111,7 +111,7 @@ class DartsNetworkCIFAR(_DartsNetwork):
                  auxiliary: bool = False, in_channels: int = 3) -> None:
         super().__init__()
         c_stem = 3 * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        self.stem = ConvBN(in_channels, c_stem)
         self.stem_out = (c_stem, c_stem)
         self._build_cells(genotype, channels, num_classes, layers, auxiliary, reduction_prev=False,
                           aux_stride=3, aux_bn=True)

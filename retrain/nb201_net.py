@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ops import NB201_EDGES, NB201Genotype, ResNetBasicBlock, create_op
+from ops import NB201_EDGES, ConvBN, NB201Genotype, ResNetBasicBlock, create_op
 from ops.skeleton import nb201_stages
 from retrain.layers import drop_path
 
@@ -50,7 +50,7 @@ class NB201Network(nn.Module):
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.drop_path_prob = 0.0
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        self.stem = ConvBN(in_channels, channels)
         blocks: list[nn.Module] = [
             NB201Cell(genotype, c_in) if c_in == c_out else ResNetBasicBlock(c_in, c_out, 2)
             for c_in, c_out in nb201_stages(channels, cells_per_stage)]

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ops import NB201_EDGES, FactorizedReduce, ReLUConvBN
 from ops.topology import darts_node_edges
-from supernet.impls import check_impl
+from supernet.impls import CellImpl
 from supernet.mixed_op import MixedOp
 from supernet.weights import CellWeights
 
@@ -33,18 +33,16 @@ class DartsSearchCell(nn.Module):
     ``i``, inputs ``j = 0 .. i + 1``); the output concatenates the last ``multiplier`` intermediate nodes.
     In a reduction cell the edges leaving the two inputs have stride 2.
 
-    ``impl`` picks the forward (``supernet.impls``: ``reference``, this class's own, or ``fused``); both use the same modules and parameters. The fused forward
-    falls back to the reference one when ``weights.active`` is given (sampling strategies run one op per edge);
-    ``recompute`` is its activation recomputation (see ``DartsSearchNetwork``).
+    ``fast``: an accelerated forward (``supernet.impls``, e.g. the fused path) on the same modules and parameters,
+    used for dense mixing weights; ``None`` or ``weights.active`` given (sampling strategies run one op per edge):
+    this class's own forward.
     """
 
     def __init__(self, steps: int, multiplier: int, c_prev_prev: int, c_prev: int, channels: int,
                  reduction: bool, reduction_prev: bool, candidates: Sequence[str],
-                 partial_channels: int = 1, impl: str = "fused", recompute: bool = True) -> None:
+                 partial_channels: int = 1, fast: CellImpl | None = None) -> None:
         super().__init__()
-        check_impl(impl, "DartsSearchCell")
-        self.impl = impl
-        self.recompute = recompute
+        self.fast = fast
         self.steps = steps
         self.multiplier = multiplier
         self.reduction = reduction
@@ -68,9 +66,8 @@ class DartsSearchCell(nn.Module):
         """Run the cell with mixing weights ``weights.ops`` (and optional edge weights / active ops)."""
         cell = "reduce" if self.reduction else "normal"
         active = _check_cell_weights(weights, self.num_edges, self.num_ops, cell)
-        fast = check_impl(self.impl, "DartsSearchCell")
-        if fast is not None and active is None:
-            return fast.cell(self, s0, s1, weights, self.recompute)
+        if self.fast is not None and active is None:
+            return self.fast.cell(self, s0, s1, weights)
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for edges in self.node_edges:  # edge k of a node reads node k
             total = 0

@@ -8,7 +8,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from ops import create_op
+from ops import PoolBN, create_op
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -42,7 +42,7 @@ class MixedOp(nn.Module):
         for name in self.candidates:
             op = create_op(name, c_op, stride, affine=False)
             if pool_bn and "pool" in name:
-                op = nn.Sequential(op, nn.BatchNorm2d(c_op, affine=False))
+                op = PoolBN(op, c_op)
             built.append(op)
         self.ops = nn.ModuleList(built)
         self.bypass_pool = nn.MaxPool2d(2, 2, ceil_mode=True) if partial_channels > 1 and stride == 2 else None

@@ -5,10 +5,10 @@ from typing import Any, Sequence
 
 from torch import Tensor, nn
 
-from ops import DartsSpace, NB201Space, Registry, ResNetBasicBlock, check_op, search_space
+from ops import ConvBN, DartsSpace, NB201Space, Registry, ResNetBasicBlock, check_op, search_space
 from ops.skeleton import darts_cells, nb201_stages
 from supernet.cells import DartsSearchCell, NB201SearchCell
-from supernet.impls import check_impl
+from supernet.impls import build_impl
 from supernet.weights import ArchWeights, CellWeights
 
 
@@ -44,9 +44,9 @@ class DartsSearchNetwork(nn.Module):
     ``impl="fused"`` (default) evaluates the cells with ``supernet.fast.cell`` (channels-last, work shared by the
     edges leaving a node, batched convolutions); ``impl="reference"`` computes every candidate op separately,
     as the original DARTS. Both compute the same function with the same parameters (one ``state_dict``).
-    ``recompute`` (fused only): each convolution stage of the conv candidates keeps only its input and BatchNorm
-    statistics for the backward pass and recomputes its two convolutions there (``supernet.fast.stage``), for a
-    fraction of the activation memory at ~15 % more step time. ``set_impl`` switches both on a built network."""
+    ``recompute`` and ``cpu_kernels`` are the fused path's options (``supernet.fast.FusedCells``: recompute the
+    convolutions in the backward pass for a fraction of the activation memory at ~15 % more step time; its own CPU
+    kernels or PyTorch's). ``set_impl`` switches the path of a built network."""
 
     space = "darts"
     cell_types = ("normal", "reduce")
@@ -54,10 +54,11 @@ class DartsSearchNetwork(nn.Module):
     def __init__(self, channels: int = 16, layers: int = 8, steps: int = 4, multiplier: int = 4,
                  stem_multiplier: int = 3, num_classes: int = 10, in_channels: int = 3,
                  candidates: Sequence[str] = search_space("darts"), partial_channels: int = 1,
-                 impl: str = "fused", recompute: bool = True) -> None:
+                 impl: str = "fused", recompute: bool = True, cpu_kernels: bool = True) -> None:
         super().__init__()
         owner = "DartsSearchNetwork"
-        check_impl(impl, owner)
+        self.impl, self.recompute, self.cpu_kernels = impl, recompute, cpu_kernels
+        self.fast = build_impl(impl, owner, recompute=recompute, cpu_kernels=cpu_kernels)
         _check_positive(owner, channels=channels, steps=steps, multiplier=multiplier,
                         stem_multiplier=stem_multiplier, num_classes=num_classes, in_channels=in_channels,
                         partial_channels=partial_channels)
@@ -75,34 +76,31 @@ class DartsSearchNetwork(nn.Module):
         self.num_edges = self.search_space.num_edges
 
         c_stem = stem_multiplier * channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+        self.stem = ConvBN(in_channels, c_stem)
         slots = darts_cells(layers, channels, (c_stem, c_stem), multiplier)
         cells = [DartsSearchCell(steps, multiplier, slot.c_prev_prev, slot.c_prev, slot.channels, slot.reduction,
-                                 slot.reduction_prev, self.candidates, partial_channels, impl, recompute)
+                                 slot.reduction_prev, self.candidates, partial_channels, self.fast)
                  for slot in slots]
         c_prev = multiplier * slots[-1].channels
         self.cells = nn.ModuleList(cells)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
-        self.impl = impl
-        self.recompute = recompute
 
     def set_impl(self, impl: str, recompute: bool | None = None) -> "DartsSearchNetwork":
         """Switch every cell to the ``fused`` or the ``reference`` forward (and set ``recompute`` unless None);
         returns the network."""
-        check_impl(impl, "DartsSearchNetwork")
-        self.impl = impl
-        self.recompute = self.recompute if recompute is None else recompute
+        recompute = self.recompute if recompute is None else recompute
+        self.fast = build_impl(impl, "DartsSearchNetwork", recompute=recompute, cpu_kernels=self.cpu_kernels)
+        self.impl, self.recompute = impl, recompute
         for cell in self.cells:
-            cell.impl, cell.recompute = impl, self.recompute
+            cell.fast = self.fast
         return self
 
     def forward(self, x: Tensor, weights: ArchWeights) -> Tensor:
         """Logits ``[N, num_classes]`` of images ``x`` under architecture weights ``weights``."""
         normal = _cell_weights(weights, "normal", "DartsSearchNetwork")
         reduce = _cell_weights(weights, "reduce", "DartsSearchNetwork")
-        fast = check_impl(self.impl, "DartsSearchNetwork")
-        s0 = s1 = self.stem(x) if fast is None else fast.stem(self.stem, x)
+        s0 = s1 = self.stem(x) if self.fast is None else self.fast.stem(self.stem, x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
         return self.classifier(self.global_pooling(s1).flatten(1))
@@ -127,7 +125,7 @@ class NB201SearchNetwork(nn.Module):
         self.candidates = _check_candidates(owner, candidates)
         self.search_space = NB201Space(self.candidates)
         self.num_ops = len(self.candidates)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        self.stem = ConvBN(in_channels, channels)
         blocks: list[nn.Module] = [
             NB201SearchCell(c_in, self.candidates, partial_channels) if c_in == c_out else ResNetBasicBlock(c_in, c_out, 2)
             for c_in, c_out in nb201_stages(channels, cells_per_stage)]

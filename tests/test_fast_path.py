@@ -3,7 +3,6 @@ and architecture gradients (1st and 2nd order), running statistics; in float64 f
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 import itertools
 
 import pytest
@@ -11,15 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import supernet.fast.dwconv
-import supernet.fast.batch_norm
+import supernet.fast
 from ops import search_space
 from search.hypergrad import exact_second_order_gradient, functional_loss, second_order_gradient
 from supernet import ArchParameters, CellWeights, DartsSearchNetwork
 from supernet.fast.dwconv import depthwise_conv2d
 from supernet.fast.batch_norm import batch_statistics
 from supernet.fast.cell import fused_cell_forward
-from supernet.impls import IMPLS
 
 TOL = dict(rtol=1e-9, atol=1e-11)
 
@@ -80,8 +77,8 @@ def test_depthwise_conv_double_backward(dilation: int, stride: int) -> None:
 def test_fused_equals_reference(partial_channels: int, edge_betas: bool, recompute: bool,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    monkeypatch.setitem(IMPLS._entries, "fused",  # count the calls of the registered fused cell forward
-                        replace(IMPLS.get("fused"), cell=lambda *args: calls.append(1) or fused_cell_forward(*args)))
+    monkeypatch.setattr(supernet.fast, "fused_cell_forward",  # count the calls of the fused path's cell forward
+                        lambda *args: calls.append(1) or fused_cell_forward(*args))
     net = _net(partial_channels=partial_channels, recompute=recompute)
     arch = ArchParameters.for_network(net, edge_betas=edge_betas, init_scale=1.0).double()
     x, y = _data()
@@ -196,7 +193,7 @@ def test_second_order_gradient_equal(exact: bool) -> None:
 def test_default_is_fused_with_recompute() -> None:
     net = DartsSearchNetwork(channels=4, layers=3)
     assert net.impl == "fused" and net.recompute
-    assert all(cell.impl == "fused" for cell in net.cells)
+    assert all(cell.fast is net.fast for cell in net.cells) and net.fast == supernet.fast.FusedCells(recompute=True)
     assert search_space("darts") == net.candidates
 
 
@@ -211,11 +208,9 @@ def test_channels_last_batch_statistics_are_accurate() -> None:
     assert ((var.double() - var64) / var64).abs().max() < 2e-6
 
 
-def test_generic_kernels_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_generic_kernels_path() -> None:
     # The code path other devices take (PyTorch's own depthwise backward and BatchNorm), exercised on the CPU.
-    monkeypatch.setattr(supernet.fast.dwconv, "FAST_CPU_BACKWARD", False)
-    monkeypatch.setattr(supernet.fast.batch_norm, "ACCURATE_CPU_STATISTICS", False)
-    net = _net()
+    net = _net(cpu_kernels=False)
     arch = ArchParameters.for_network(net, init_scale=1.0).double()
     x, y = _data()
     ref = copy.deepcopy(net).set_impl("reference")
@@ -231,12 +226,11 @@ def test_generic_kernels_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("generic_kernels", [False, True])
-def test_bf16_autocast_channels_last(generic_kernels: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bf16_autocast_channels_last(generic_kernels: bool) -> None:
     # The GPU recipe (bf16 autocast, channels-last), on the CPU: the fused path runs in bf16 and its gradients are
     # as close to the float32 ones as the reference path's are (bf16 rounding alone: cosine ~0.98 here).
-    monkeypatch.setattr(supernet.fast.dwconv, "FAST_CPU_BACKWARD", not generic_kernels)
-    monkeypatch.setattr(supernet.fast.batch_norm, "ACCURATE_CPU_STATISTICS", not generic_kernels)
-    net = DartsSearchNetwork(channels=4, layers=3, steps=3, multiplier=3, num_classes=5)
+    net = DartsSearchNetwork(channels=4, layers=3, steps=3, multiplier=3, num_classes=5,
+                             cpu_kernels=not generic_kernels)
     net = net.to(memory_format=torch.channels_last)
     arch = ArchParameters.for_network(net, init_scale=1.0)
     x = torch.randn(8, 3, 16, 16).contiguous(memory_format=torch.channels_last)

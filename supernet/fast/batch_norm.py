@@ -3,7 +3,8 @@
 Per-channel statistics do not depend on the other channels, so normalizing ``cat(x_1, ..., x_n)`` at once is the
 same as normalizing each ``x_i`` with its own module. In training mode the batch statistics are returned so
 that the caller updates the modules' running statistics (``update_running_stats``) exactly once. On the CPU the
-statistics come from ``batch_statistics`` (PyTorch's channels-last kernel is not accurate enough).
+statistics come from ``batch_statistics`` (PyTorch's channels-last kernel is not accurate enough) unless
+``cpu_kernels`` is False (then PyTorch's own kernels run, as on other devices).
 """
 from __future__ import annotations
 
@@ -26,16 +27,17 @@ def check_batch_norms(bns: Sequence[nn.BatchNorm2d]) -> float:
     return float(first.eps)
 
 
-def batch_statistics(x: Tensor) -> tuple[Tensor, Tensor]:
+def batch_statistics(x: Tensor, cpu_kernels: bool = True) -> tuple[Tensor, Tensor]:
     """Per-channel batch mean and (biased) variance of ``x``.
 
     On the CPU, PyTorch's channels-last BatchNorm accumulates the statistics in one float sum per channel, ~30x
     less accurate than its NCHW kernel (relative error 2e-5 for mean/std = 30); here the rows are summed in
-    ``_BLOCKS`` interleaved partial sums that are combined exactly (as accurate as NCHW, as fast)."""
+    ``_BLOCKS`` interleaved partial sums that are combined exactly (as accurate as NCHW, as fast); ``cpu_kernels``
+    False: PyTorch's kernel everywhere."""
     n, c, h, w = x.shape
     count = n * h * w
     dtype = torch.promote_types(x.dtype, torch.float32)  # float statistics for low-precision inputs
-    if _cpu(x) and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if _cpu(x, cpu_kernels) and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         blocks = math.gcd(count, _BLOCKS)
         rows = x.permute(0, 2, 3, 1).reshape(count // blocks, blocks * c)[:, :, None, None]
         means, variances = torch.ops.aten.batch_norm_update_stats(rows, None, None, 1.0)
@@ -47,12 +49,9 @@ def batch_statistics(x: Tensor) -> tuple[Tensor, Tensor]:
 
 _BLOCKS = 64
 
-ACCURATE_CPU_STATISTICS = True
-"""Use ``batch_statistics``' blocked sums on the CPU (False: PyTorch's own kernels, as on other devices)."""
-
-
-def _cpu(x: Tensor) -> bool:
-    return ACCURATE_CPU_STATISTICS and x.device.type == "cpu"
+def _cpu(x: Tensor, cpu_kernels: bool) -> bool:
+    """Whether the CPU kernels of this package apply to ``x``."""
+    return cpu_kernels and x.device.type == "cpu"
 
 
 def unbiased(var: Tensor, x: Tensor) -> Tensor:
@@ -65,7 +64,7 @@ class _BatchNormTrain(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
                 ) -> tuple[Tensor, Tensor, Tensor]:
-        mean, var = batch_statistics(x)
+        mean, var = batch_statistics(x, cpu_kernels=True)
         ctx.save_for_backward(x, weight, mean, (var + eps).rsqrt())
         ctx.eps, ctx.has_bias = eps, bias is not None
         out = F.batch_norm(x, mean, var, weight, bias, False, 0.0, eps)  # normalization only
@@ -84,10 +83,10 @@ class _BatchNormTrain(torch.autograd.Function):
         return g_x, g_weight, g_bias, None
 
 
-def batch_norm_train(x: Tensor, scale: Tensor | None, eps: float, stats_dtype: torch.dtype) -> tuple[Tensor, Tensor,
-                                                                                                     Tensor]:
+def batch_norm_train(x: Tensor, scale: Tensor | None, eps: float, stats_dtype: torch.dtype, cpu_kernels: bool
+                     ) -> tuple[Tensor, Tensor, Tensor]:
     """Training-mode ``BN(x) * scale``; also returns the batch mean and the unbiased batch variance."""
-    if _cpu(x):
+    if _cpu(x, cpu_kernels):
         out, mean, var = _BatchNormTrain.apply(x, scale, None, eps)
         return out, mean.to(stats_dtype), var.to(stats_dtype)
     mean = torch.zeros(x.shape[1], dtype=stats_dtype, device=x.device)
@@ -122,9 +121,9 @@ def update_running_stats(bns: Sequence[nn.BatchNorm2d], mean: Tensor, var: Tenso
         torch._foreach_add_([b.num_batches_tracked for b in bns], 1)
 
 
-def module_batch_norm(bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
+def module_batch_norm(bn: nn.BatchNorm2d, x: Tensor, cpu_kernels: bool) -> Tensor:
     """``bn(x)``, with the accurate statistics of ``batch_statistics`` in training mode on the CPU."""
-    if not (bn.training and _cpu(x) and bn.track_running_stats and bn.momentum is not None):
+    if not (bn.training and _cpu(x, cpu_kernels) and bn.track_running_stats and bn.momentum is not None):
         return bn(x)
     out, mean, var = _BatchNormTrain.apply(x, bn.weight, bn.bias, bn.eps)
     update_running_stats([bn], mean.to(bn.running_mean.dtype), var.to(bn.running_var.dtype))

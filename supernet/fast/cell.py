@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ops import DilConv, FactorizedReduce, ReLUConvBN, SepConv, Zero
+from ops import DilConv, FactorizedReduce, PoolBN, ReLUConvBN, SepConv, Zero
 from ops.topology import darts_node_edges
 from supernet.fast.batch_norm import batch_norm_train, check_batch_norms, module_batch_norm, update_running_stats
 from supernet.fast.convs import gather_convs, run_convs
@@ -43,8 +43,7 @@ def op_kind(op: nn.Module) -> str:
         return "identity"
     if isinstance(op, _POOLS):
         return "pool"
-    if isinstance(op, nn.Sequential) and len(op) == 2 and isinstance(op[0], _POOLS) \
-            and isinstance(op[1], nn.BatchNorm2d):
+    if isinstance(op, PoolBN) and isinstance(op.pool, _POOLS):
         return "pool_bn"
     if isinstance(op, SepConv):
         return "sep"
@@ -55,15 +54,15 @@ def op_kind(op: nn.Module) -> str:
     return "module"
 
 
-def preprocess(module: nn.Module, x: Tensor) -> Tensor:
+def preprocess(module: nn.Module, x: Tensor, cpu_kernels: bool) -> Tensor:
     """``module(x)`` for a ``ReLUConvBN`` or ``FactorizedReduce`` cell input, with ``module_batch_norm``."""
     if isinstance(module, ReLUConvBN):
-        return module_batch_norm(module[2], conv2d(module[1], F.relu(x)))
+        return module_batch_norm(module.bn, conv2d(module.conv, F.relu(x)), cpu_kernels)
     if isinstance(module, FactorizedReduce):
         r = F.relu(x)
         shifted = F.pad(r[:, :, 1:, 1:], (0, 1, 0, 1))
         return module_batch_norm(module.bn, torch.cat([conv2d(module.conv_1, r), conv2d(module.conv_2, shifted)],
-                                                      dim=1))
+                                                      dim=1), cpu_kernels)
     return module(x)
 
 
@@ -83,10 +82,12 @@ def mix(coef: Tensor, features: Sequence[Tensor]) -> Tensor:
     return out.view(coef.shape[0], n, h, w, c).permute(0, 1, 4, 2, 3)
 
 
-def fan_out(x: Tensor, edges: Sequence[nn.Module], coef: Tensor, recompute: bool = False) -> list[list[Tensor]]:
+def fan_out(x: Tensor, edges: Sequence[nn.Module], coef: Tensor, recompute: bool, cpu_kernels: bool
+            ) -> list[list[Tensor]]:
     """The outputs of the ``T`` MixedOps ``edges`` that all read ``x``, weighted by ``coef`` (``[T, num_ops]``):
     per edge a list of tensors whose sum is ``sum_k coef[t, k] * op_k(x)``. ``recompute``: the convolution stages
-    keep only their inputs for the backward pass and recompute their convolutions there (``supernet.fast.stage``)."""
+    keep only their inputs for the backward pass and recompute their convolutions there (``supernet.fast.stage``);
+    ``cpu_kernels``: see ``supernet.fast.FusedCells``."""
     count = len(edges)
     terms: list[list[Tensor]] = [[] for _ in range(count)]
     shared: list[Tensor] = []
@@ -100,11 +101,11 @@ def fan_out(x: Tensor, edges: Sequence[nn.Module], coef: Tensor, recompute: bool
             shared.append(x if kind == "identity" else first(x))
             shared_cols.append(k)
         elif kind == "pool_bn":
-            pooled = first[0](x)
-            bns = [op[1] for op in ops]
+            pooled = first.pool(x)
+            bns = [op.bn for op in ops]
             eps = check_batch_norms(bns)
             if bns[0].training:
-                normed, mean, var = batch_norm_train(pooled, None, eps, bns[0].running_mean.dtype)
+                normed, mean, var = batch_norm_train(pooled, None, eps, bns[0].running_mean.dtype, cpu_kernels)
                 update_running_stats(bns, mean, var)
                 shared.append(normed)
                 shared_cols.append(k)
@@ -117,7 +118,8 @@ def fan_out(x: Tensor, edges: Sequence[nn.Module], coef: Tensor, recompute: bool
         elif kind == "module":
             for t, op in enumerate(ops):
                 terms[t].append(coef[t, k] * op(x))
-    stacked = _convs(x, conv_columns, [coef[:, k] for k in conv_cols], recompute) if conv_columns else []
+    stacked = (_convs(x, conv_columns, [coef[:, k] for k in conv_cols], recompute, cpu_kernels)
+               if conv_columns else [])
     for t, part in enumerate(_sum_per_edge(stacked, coef[:, shared_cols], shared, count)):
         terms[t].append(part)
     if not terms[0]:  # only `none` candidates: zeros times the weights, as the reference computes them
@@ -143,14 +145,14 @@ def _sum_per_edge(stacked: list[Tensor], coef: Tensor, shared: list[Tensor], cou
     return [part.permute(0, 3, 1, 2) for part in _total(parts).unbind(3)]
 
 
-def _convs(x: Tensor, columns: list[tuple[str, list[nn.Module]]], coef: list[Tensor], recompute: bool
-           ) -> list[Tensor]:
+def _convs(x: Tensor, columns: list[tuple[str, list[nn.Module]]], coef: list[Tensor], recompute: bool,
+           cpu_kernels: bool) -> list[Tensor]:
     """Stacked outputs of the convolutional columns (``supernet.fast.convs``), updating the running statistics."""
     plans, tensors, bns = gather_convs(columns, coef)
     training = bns[0][0].training
     outs, stats = run_convs(F.relu(x), len(columns[0][1]), plans, tensors, check_batch_norms(bns[0]),
                             bns[0][0].running_mean.dtype, None if training else bns,
-                            recompute and torch.is_grad_enabled())
+                            recompute and torch.is_grad_enabled(), cpu_kernels)
     for i, group in enumerate(bns if training else []):
         update_running_stats(group, stats[2 * i], stats[2 * i + 1])
     return outs
@@ -166,13 +168,15 @@ def _total(terms: Sequence[Tensor]) -> Tensor:
     return out
 
 
-def fused_cell_forward(cell: Any, s0: Tensor, s1: Tensor, weights: CellWeights, recompute: bool = False) -> Tensor:
+def fused_cell_forward(cell: Any, s0: Tensor, s1: Tensor, weights: CellWeights, recompute: bool = False,
+                       cpu_kernels: bool = True) -> Tensor:
     """Output of a ``DartsSearchCell`` (its modules, ``steps``, ``multiplier``) for mixing weights without
-    ``active``; the same function as the cell's per-op forward. ``recompute``: see ``fan_out``."""
+    ``active``; the same function as the cell's per-op forward. ``recompute``, ``cpu_kernels``: see
+    ``supernet.fast.FusedCells``."""
     coef = weights.ops if weights.edges is None else weights.ops * weights.edges[:, None]
     groups = cell.edges[0].partial_channels
-    states = [preprocess(cell.preprocess0, s0.contiguous(memory_format=CL)),
-              preprocess(cell.preprocess1, s1.contiguous(memory_format=CL))]
+    states = [preprocess(cell.preprocess0, s0.contiguous(memory_format=CL), cpu_kernels),
+              preprocess(cell.preprocess1, s1.contiguous(memory_format=CL), cpu_kernels)]
     offsets = [edges[0] for edges in darts_node_edges(cell.steps)]
     mixed: list[list[Tensor]] = [[] for _ in range(cell.steps)]
     bypass: list[list[Tensor]] = [[] for _ in range(cell.steps)]
@@ -184,7 +188,7 @@ def fused_cell_forward(cell: Any, s0: Tensor, s1: Tensor, weights: CellWeights, 
         edges = [cell.edges[e] for e in ids]
         h = states[j]
         c_op = h.shape[1] // groups
-        outs = fan_out(h[:, :c_op] if groups > 1 else h, edges, coef[ids], recompute)
+        outs = fan_out(h[:, :c_op] if groups > 1 else h, edges, coef[ids], recompute, cpu_kernels)
         for i, out in zip(nodes, outs):
             mixed[i].extend(out)
         if groups > 1:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ops import DilConv
 from supernet.fast.dwconv import depthwise_conv2d
 from supernet.fast.batch_norm import batch_norm_eval, batch_norm_train, check_batch_norms
 from supernet.fast.stage import conv_stage
@@ -35,8 +36,8 @@ class ConvKind:
     stages: tuple[Stage, ...] = ()
 
 
-def _stage(dilconv: nn.Sequential) -> Stage:
-    dw, pw = dilconv[1], dilconv[2]
+def _stage(dilconv: DilConv) -> Stage:
+    dw, pw = dilconv.depthwise, dilconv.pointwise
     if pw.kernel_size != (1, 1) or pw.stride != (1, 1) or pw.groups != 1:
         raise ValueError("fused DilConv expects a dense 1x1 pointwise convolution")
     return Stage(dw.stride[0], dw.padding[0], dw.dilation[0])
@@ -61,24 +62,26 @@ def gather_convs(columns: Sequence[tuple[str, Sequence[nn.Module]]], coef: Seque
             tensors += [torch.cat(blocks), weight.repeat_interleave(ops[0].bn.num_features)]
             bns.append([op.bn for op in ops])
             continue
-        bodies = [[op] for op in ops] if kind == "dil" else [[op[0], op[1]] for op in ops]
+        bodies = [[op] if kind == "dil" else list(op.stages) for op in ops]  # the DilConvs of each edge's op
         plans.append(ConvKind(kind, tuple(_stage(body) for body in bodies[0])))
         for s in range(len(bodies[0])):
-            tensors += [torch.cat([b[s][1].weight for b in bodies]), torch.cat([b[s][2].weight for b in bodies])]
-            bns.append([b[s][3] for b in bodies])
-        tensors.append(weight.repeat_interleave(bodies[0][-1][2].out_channels))
+            tensors += [torch.cat([b[s].depthwise.weight for b in bodies]),
+                        torch.cat([b[s].pointwise.weight for b in bodies])]
+            bns.append([b[s].bn for b in bodies])
+        tensors.append(weight.repeat_interleave(bodies[0][-1].pointwise.out_channels))
     for group in bns:
         check_batch_norms(group)
     return plans, tensors, bns
 
 
 def run_convs(relu_x: Tensor, count: int, plans: Sequence[ConvKind], tensors: Sequence[Tensor], eps: float,
-              stats_dtype: torch.dtype, eval_bns: Sequence[Sequence[nn.BatchNorm2d]] | None, recompute: bool
-              ) -> tuple[list[Tensor], list[Tensor]]:
+              stats_dtype: torch.dtype, eval_bns: Sequence[Sequence[nn.BatchNorm2d]] | None, recompute: bool,
+              cpu_kernels: bool) -> tuple[list[Tensor], list[Tensor]]:
     """Outputs (one ``[N, T * C, H', W']`` tensor per plan, edge-major channels, already scaled by the mixing
     weights), and in training mode the batch mean and variance of every normalization (in ``gather`` order).
     ``eval_bns``: the modules whose running statistics to use (eval mode), or None (training mode).
-    ``recompute``: convolution stages keep only their input for the backward pass (``supernet.fast.stage``)."""
+    ``recompute``: convolution stages keep only their input for the backward pass (``supernet.fast.stage``);
+    ``cpu_kernels``: this package's CPU kernels (``batch_norm``, ``dwconv``)."""
     outs: list[Tensor] = []
     stats: list[Tensor] = []
     flat = iter(tensors)
@@ -87,7 +90,7 @@ def run_convs(relu_x: Tensor, count: int, plans: Sequence[ConvKind], tensors: Se
     def norm(y: Tensor, scale: Tensor | None) -> Tensor:
         if groups is not None:
             return batch_norm_eval(y, next(groups), scale)
-        y, mean, var = batch_norm_train(y, scale, eps, stats_dtype)
+        y, mean, var = batch_norm_train(y, scale, eps, stats_dtype, cpu_kernels)
         stats.extend((mean, var))
         return y
 
@@ -109,10 +112,10 @@ def run_convs(relu_x: Tensor, count: int, plans: Sequence[ConvKind], tensors: Se
             stage_scale = scale if s == len(plan.stages) - 1 else None
             if recompute and groups is None:
                 y, mean, var = conv_stage(y, dw, pw, stage_scale, stage.stride, stage.padding, stage.dilation, count,
-                                           eps, stats_dtype)
+                                           eps, stats_dtype, cpu_kernels)
                 stats.extend((mean, var))
             else:
-                y = depthwise_conv2d(y, dw, stage.stride, stage.padding, stage.dilation)
+                y = depthwise_conv2d(y, dw, stage.stride, stage.padding, stage.dilation, cpu_kernels)
                 y = norm(F.conv2d(y, pw, None, 1, 0, 1, count), stage_scale)
         outs.append(y)
     return outs, stats

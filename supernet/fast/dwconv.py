@@ -25,10 +25,6 @@ from supernet.fast.strides import match_strides
 
 _cbw = torch.ops.aten.convolution_backward
 
-FAST_CPU_BACKWARD = True
-"""Use the identities above on the CPU (False: PyTorch's own kernels everywhere, as on other devices)."""
-
-
 class DwConf(NamedTuple):
     """How ``depthwise_conv2d`` evaluates a convolution: ``fast`` (the identities above apply) and, if ``even``,
     as an undilated stride-1 convolution (``stride``, ``padding``, ``dilation``) of the even pixel phase."""
@@ -40,10 +36,11 @@ class DwConf(NamedTuple):
     fast: bool
 
 
-def dw_conf(x: Tensor, weight: Tensor, stride: int, padding: int, dilation: int) -> DwConf:
-    """The evaluation plan of a depthwise convolution of ``x`` by ``weight``."""
+def dw_conf(x: Tensor, weight: Tensor, stride: int, padding: int, dilation: int, cpu_kernels: bool) -> DwConf:
+    """The evaluation plan of a depthwise convolution of ``x`` by ``weight``; ``cpu_kernels`` False: PyTorch's own
+    kernels everywhere (as on other devices), the identities above on the CPU otherwise."""
     k = weight.shape[-1]
-    fast = (FAST_CPU_BACKWARD and x.device.type == "cpu" and weight.shape[-2] == k and k % 2 == 1 and stride in (1, 2)
+    fast = (cpu_kernels and x.device.type == "cpu" and weight.shape[-2] == k and k % 2 == 1 and stride in (1, 2)
             and dilation in (1, 2) and (k - 1) * dilation >= padding)
     if fast and stride == 2 and dilation == 2 and padding % 2 == 0:
         # only the even pixel phase is read, by an undilated kernel: out[i] = sum_j x[2 (i + j) - padding] w[j]
@@ -85,9 +82,10 @@ def dw_backward(grad: Tensor, x: Tensor, weight: Tensor, conf: DwConf, needs: tu
     return gx, gw
 
 
-def depthwise_conv2d(x: Tensor, weight: Tensor, stride: int = 1, padding: int = 0, dilation: int = 1) -> Tensor:
+def depthwise_conv2d(x: Tensor, weight: Tensor, stride: int = 1, padding: int = 0, dilation: int = 1,
+                     cpu_kernels: bool = True) -> Tensor:
     """``F.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation, groups=channels)``."""
-    conf = dw_conf(x, weight, stride, padding, dilation)
+    conf = dw_conf(x, weight, stride, padding, dilation, cpu_kernels)
     if not conf.fast:
         return F.conv2d(x, weight, None, stride, padding, dilation, x.shape[1])
     return _DepthwiseConv.apply(x, weight, conf)

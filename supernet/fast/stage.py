@@ -23,11 +23,12 @@ _cbw = torch.ops.aten.convolution_backward
 
 
 def conv_stage(x: Tensor, dw_weight: Tensor, pw_weight: Tensor, scale: Tensor | None, stride: int, padding: int,
-               dilation: int, groups: int, eps: float, stats_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+               dilation: int, groups: int, eps: float, stats_dtype: torch.dtype, cpu_kernels: bool
+               ) -> tuple[Tensor, Tensor, Tensor]:
     """``BN(conv1x1(dwconv(x), groups) * scale`` with batch statistics, and the batch mean and unbiased variance
     (for the running statistics). Keeps only ``x`` (and per-channel statistics) for the backward pass."""
-    conf = dw_conf(x, dw_weight, stride, padding, dilation)
-    return _ConvStage.apply(x, dw_weight, pw_weight, scale, conf, groups, eps, stats_dtype)
+    conf = dw_conf(x, dw_weight, stride, padding, dilation, cpu_kernels)
+    return _ConvStage.apply(x, dw_weight, pw_weight, scale, conf, groups, eps, stats_dtype, cpu_kernels)
 
 
 def _autocast_state(device: str) -> tuple[bool, torch.dtype]:
@@ -43,10 +44,10 @@ def _convs(x: Tensor, dw_weight: Tensor, pw_weight: Tensor, conf: DwConf, groups
 class _ConvStage(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, dw_weight: Tensor, pw_weight: Tensor, scale: Tensor | None, conf: DwConf,
-                groups: int, eps: float, stats_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+                groups: int, eps: float, stats_dtype: torch.dtype, cpu_kernels: bool) -> tuple[Tensor, Tensor, Tensor]:
         ctx.autocast = _autocast_state(x.device.type)
         _, pointwise = _convs(x, dw_weight, pw_weight, conf, groups)
-        mean, var = batch_statistics(pointwise)
+        mean, var = batch_statistics(pointwise, cpu_kernels)
         out = F.batch_norm(pointwise, mean, var, scale, None, False, 0.0, eps)  # normalization only
         ctx.save_for_backward(x, dw_weight, pw_weight, scale, mean, (var + eps).rsqrt())
         mean, var = mean.to(stats_dtype), unbiased(var, pointwise).to(stats_dtype)
@@ -73,4 +74,4 @@ class _ConvStage(torch.autograd.Function):
         g_x, g_dw_weight = (dw_backward(g_dw, x, dw_weight.to(x.dtype), conf, (needs[0], needs[1]))
                             if needs[0] or needs[1] else (None, None))
         return (g_x, match_strides(g_dw_weight, dw_weight), match_strides(g_pw_weight, pw_weight), g_scale, None,
-                None, None, None)
+                None, None, None, None)
