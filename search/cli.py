@@ -24,7 +24,8 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from search.callbacks import SearchOutputs
 from configs import resolve_config_args
 from configs.cli import DEBUG_ENV, fail, held_output, read_checkpoint
-from search.module import SearchModule, check_trainer_strategy
+from search.checks import check_trainer_strategy
+from search.module import SearchModule
 from search.strategies import list_strategies, strategy_arguments
 
 

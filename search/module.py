@@ -3,16 +3,12 @@ the validation batch, then a weight step on the training batch; the strategy obj
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import replace
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
-from lightning.pytorch.strategies import Strategy as TrainerStrategy
 from torch import Tensor, nn
 from torch.optim import SGD, Adam
 from torch.optim.lr_scheduler import CosineAnnealingLR
@@ -20,29 +16,14 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ops import Genotype
+from search.checkpoint import load_search_state, save_search_state, set_rng_states
+from search.checks import check_epochs, check_hyperparameters, check_supernet, check_trainer_strategy
 from search.robust import ArchRegularizer
 from search.selection import PerturbationSelection
-from search.strategies import ArchStepContext, SearchStrategy, get_strategy, supernet_genotype
+from search.strategies import ArchStepContext, get_strategy, supernet_genotype
 from supernet import ArchWeights
 
 Batch = tuple[Tensor, Tensor]
-
-
-def check_trainer_strategy(trainer_strategy: TrainerStrategy, strategy: SearchStrategy) -> None:
-    """Raise a one-line ``ValueError`` if the Trainer's strategy cannot run ``strategy``.
-
-    Supported: one device, or DDP (any start method). Strategies that leave supernet parameters unused in a
-    step (sampling) need DDP's ``find_unused_parameters``.
-    """
-    if isinstance(trainer_strategy, DDPStrategy):
-        find_unused = bool(getattr(trainer_strategy, "_ddp_kwargs", {}).get("find_unused_parameters", False))
-        if strategy.unused_parameters and not find_unused:
-            raise ValueError(f"search strategy {strategy.name!r} runs only part of the supernet per step; under DDP "
-                             "use --trainer.strategy ddp_find_unused_parameters_true")
-        return
-    if not isinstance(trainer_strategy, SingleDeviceStrategy):
-        raise ValueError(f"SearchModule runs on one device or with DDP (--trainer.strategy ddp); got "
-                         f"{type(trainer_strategy).__name__}")
 
 
 class SearchModule(L.LightningModule):
@@ -93,28 +74,9 @@ class SearchModule(L.LightningModule):
                  regularizers: list[ArchRegularizer] | None = None, selection: PerturbationSelection | None = None,
                  nesterov: bool = False, weights_first: bool = False, clip_with_arch: bool = False) -> None:
         super().__init__()
-        checks = [
-            (lr > 0, f"--model.lr must be > 0, got {lr}"),
-            (0 <= lr_min <= lr, f"--model.lr_min must be between 0 and --model.lr={lr}, got {lr_min}"),
-            (momentum >= 0, f"--model.momentum must be >= 0, got {momentum}"),
-            (weight_decay >= 0, f"--model.weight_decay must be >= 0, got {weight_decay}"),
-            (grad_clip is None or grad_clip > 0, f"--model.grad_clip must be > 0 or null, got {grad_clip}"),
-            (arch_lr > 0, f"--model.arch_lr must be > 0, got {arch_lr}"),
-            (len(arch_betas) == 2 and all(0 <= b < 1 for b in arch_betas),
-             f"--model.arch_betas must be two numbers in [0, 1), got {arch_betas}"),
-            (arch_weight_decay >= 0, f"--model.arch_weight_decay must be >= 0, got {arch_weight_decay}"),
-            (arch_start_epoch >= 0, f"--model.arch_start_epoch must be >= 0, got {arch_start_epoch}"),
-            (not nesterov or momentum > 0, "--model.nesterov needs --model.momentum > 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        needed = ("cell_types", "num_edges", "num_ops", "candidates", "space", "search_space", "classifier")
-        missing = [a for a in needed if not hasattr(supernet, a)]
-        if missing:
-            raise ValueError(f"supernet {type(supernet).__name__} lacks {', '.join(missing)}; use a search network "
-                             "from the supernet package")
+        check_supernet(supernet)
         self.save_hyperparameters(ignore=["supernet", "regularizers", "selection"])
+        check_hyperparameters(self.hparams)
         self.automatic_optimization = False
         self.supernet = supernet
         self.strategy = get_strategy(strategy, **(strategy_args or {}))
@@ -168,10 +130,7 @@ class SearchModule(L.LightningModule):
         """Fail early on a Trainer strategy this search strategy cannot run under, or too few epochs for the
         selection phase."""
         check_trainer_strategy(self.trainer.strategy, self.strategy)
-        epochs = self.trainer.max_epochs
-        if self.selection is not None and (epochs is None or epochs <= self.selection.tune_epochs):
-            raise ValueError(f"--model.selection.tune_epochs {self.selection.tune_epochs} needs --trainer.max_epochs "
-                             f"> {self.selection.tune_epochs} (the selection takes the last tune_epochs + 1 epochs)")
+        check_epochs(self.trainer.max_epochs, self.selection)
 
     def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[CosineAnnealingLR]]:
         """SGD on ``supernet.parameters()`` with a per-epoch cosine schedule; Adam on ``arch.parameters()``."""
@@ -284,33 +243,12 @@ class SearchModule(L.LightningModule):
         self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True, batch_size=len(y))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the strategy's own state and the random-number generators next to the module state."""
-        checkpoint["search_strategy"] = {"name": self.strategy.name, "state": self.strategy.state_dict()}
-        checkpoint["regularizers"] = [r.state_dict() for r in self.regularizers]
-        if self.selection is not None:
-            checkpoint["selection"] = self.selection.state_dict()
-        checkpoint["rng_states"] = rng_states()
+        """Store the strategy's, regularizers' and selection's own state and the random-number generators."""
+        save_search_state(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the strategy's own state; the checkpoint must come from the same strategy."""
-        saved = checkpoint.get("search_strategy")
-        if saved is None:
-            raise ValueError("the checkpoint holds no search-strategy state; it was not written by SearchModule")
-        if saved["name"] != self.strategy.name:
-            raise ValueError(f"the checkpoint was written by strategy {saved['name']!r}, this run uses "
-                             f"{self.strategy.name!r}")
-        self.strategy.load_state_dict(saved["state"])
-        states = checkpoint.get("regularizers", [])
-        if len(states) != len(self.regularizers):
-            raise ValueError(f"the checkpoint was written with {len(states)} regularizer(s), this run has "
-                             f"{len(self.regularizers)} (--model.regularizers)")
-        for regularizer, state in zip(self.regularizers, states):
-            regularizer.load_state_dict(state)
-        if (self.selection is None) != ("selection" not in checkpoint):
-            raise ValueError("the checkpoint and this run differ in --model.selection (perturbation selection)")
-        if self.selection is not None:
-            self.selection.load_state_dict(checkpoint["selection"])
-        self._resume_rng = checkpoint.get("rng_states")
+        """Restore them; the checkpoint must come from the same strategy and setup."""
+        self._resume_rng = load_search_state(self, checkpoint)
 
     # ---- distributed helpers ------------------------------------------------------------------------------
     def reduce_mean(self, tensors: list[Tensor]) -> list[Tensor]:
@@ -328,27 +266,6 @@ class SearchModule(L.LightningModule):
         weights = torch.arange(1, flat.numel() + 1, dtype=torch.float64, device=flat.device)
         value = float((flat * weights.sqrt()).sum())
         return value if math.isfinite(value) else float("nan")
-
-
-def rng_states() -> dict[str, Any]:
-    """The global random-number generator states: Python, NumPy, torch CPU and (if present) CUDA."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    states: dict[str, Any] = {"python": random.getstate(), "numpy": (kind, keys.tolist(), pos, has_gauss, gauss),
-                              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    """Restore what ``rng_states`` returned (CUDA only when the device count matches)."""
-    random.setstate(states["python"])
-    kind, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(states["torch"])
-    cuda = states.get("cuda")
-    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
 
 
 def _split_batch(batch: Any) -> tuple[Batch, Batch]:

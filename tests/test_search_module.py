@@ -9,7 +9,8 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 
 from nasdata import DigitsDataModule
-from search.module import SearchModule, check_trainer_strategy
+from search.checks import check_trainer_strategy
+from search.module import SearchModule
 from search.strategies import DartsStrategy, get_strategy, list_strategies
 from search.strategies.darts import sgd_settings
 from supernet import DartsSearchNetwork, NB201SearchNetwork

@@ -10,7 +10,7 @@ from torch import nn
 
 from ops import DartsGenotype, NB201Genotype, search_space
 from search.discrete.darts_space import DartsCellSpace
-from search.module import check_trainer_strategy
+from search.checks import check_trainer_strategy
 from search.strategies import get_strategy
 from search.strategies.controller import EnasController, reinforce_gradients
 from search.strategies.gdas import gumbel_hard, tau_schedule
