@@ -33,6 +33,12 @@ class Genotype(ABC):
     """Common interface of all genotypes: JSON save/load, text form, parsing."""
 
     space: ClassVar[str]
+    slot_unit: ClassVar[str]
+    """What ``choices`` compares: ``edges`` or ``nodes``."""
+
+    @abstractmethod
+    def choices(self) -> dict[str, list[tuple[str, Any]]]:
+        """Per cell type, the ``(slot name, choice)`` pairs that make the cell (what seeds agree or differ on)."""
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
@@ -157,6 +163,7 @@ class DartsGenotype(Genotype):
     reduce: tuple[Edge, ...]
     reduce_concat: tuple[int, ...]
     space: ClassVar[str] = "darts"
+    slot_unit: ClassVar[str] = "nodes"
 
     @classmethod
     def from_fields(cls, data: dict[str, Any]) -> "DartsGenotype":
@@ -176,6 +183,11 @@ class DartsGenotype(Genotype):
     def steps(self) -> int:
         """Intermediate nodes of the normal cell."""
         return len(self.normal) // 2
+
+    def choices(self) -> dict[str, list[tuple[str, Any]]]:
+        """Per intermediate node (``"node 2"`` ...), the set of its ``(op, input)`` edges."""
+        return {cell: [(f"node {k // 2 + 2}", frozenset(edges[k:k + 2])) for k in range(0, len(edges), 2)]
+                for cell, edges in (("normal", self.normal), ("reduce", self.reduce))}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with ``format_version`` and ``space``."""
@@ -248,6 +260,7 @@ class NB201Genotype(Genotype):
 
     edges: tuple[str, ...]
     space: ClassVar[str] = "nb201"
+    slot_unit: ClassVar[str] = "edges"
 
     @classmethod
     def from_fields(cls, data: dict[str, Any]) -> "NB201Genotype":
@@ -265,6 +278,10 @@ class NB201Genotype(Genotype):
                 check_op(op)
             except ValueError as err:
                 raise ValueError(f"NB201 edge {position} {NB201_EDGES[position]}: {err}") from None
+
+    def choices(self) -> dict[str, list[tuple[str, Any]]]:
+        """The op of every edge (``"src->dst"``)."""
+        return {"normal": [(f"{src}->{dst}", op) for op, (src, dst) in zip(self.edges, NB201_EDGES)]}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with ``format_version``, ``space`` and the arch string for readers."""

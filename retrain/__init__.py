@@ -6,7 +6,7 @@ Imports only ``ops`` and ``nasdata`` (never ``search`` or ``supernet``)::
     net = build_network("DARTS_V2", num_classes=10, channels=36, layers=20)   # or a Genotype / genotype.json
     net = timm.create_model("darts_v2_cifar")                                  # the zoo cells, via timm
 """
-from retrain.build import (DEFAULT_SIZES, KINDS, MIN_IMAGENET_SIZE, build_network, count_macs, count_parameters,
+from retrain.build import (KINDS, NETWORK_KINDS, NetworkKind, build_network, count_macs, count_parameters,
                            resolve_genotype)
 from retrain.darts_net import DartsCell, DartsNetworkCIFAR, DartsNetworkImageNet
 from retrain.layers import AuxiliaryHead, DropPath, drop_path
@@ -14,8 +14,8 @@ from retrain.nb201_net import NB201Cell, NB201Network
 from retrain.timm_models import TIMM_MODELS
 
 __all__ = [
-    "AuxiliaryHead", "DEFAULT_SIZES", "DartsCell", "DartsNetworkCIFAR", "DartsNetworkImageNet", "DropPath", "KINDS",
-    "MIN_IMAGENET_SIZE", "NB201Cell", "NB201Network", "TIMM_MODELS", "build_network", "count_macs",
+    "AuxiliaryHead", "DartsCell", "DartsNetworkCIFAR", "DartsNetworkImageNet", "DropPath", "KINDS",
+    "NETWORK_KINDS", "NB201Cell", "NetworkKind", "NB201Network", "TIMM_MODELS", "build_network", "count_macs",
     "count_parameters", "drop_path", "resolve_genotype",
 ]
 

@@ -2,22 +2,60 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ops import DartsGenotype, Genotype, NB201Genotype
+from ops import DartsGenotype, Genotype, NB201Genotype, Registry
 from retrain.darts_net import DartsNetworkCIFAR, DartsNetworkImageNet
 from retrain.nb201_net import NB201Network
 
 Kind = Literal["cifar", "imagenet", "nb201"]
-KINDS: tuple[str, ...] = ("cifar", "imagenet", "nb201")
-DEFAULT_SIZES: dict[str, tuple[int, int]] = {"cifar": (36, 20), "imagenet": (48, 14), "nb201": (16, 5)}
-"""Per network kind, the published ``(channels, layers)``; for ``nb201`` layers are cells per stage."""
-MIN_IMAGENET_SIZE = 64
-"""Smallest input side the ImageNet network accepts (it down-samples 32x before the last stage)."""
+
+
+@dataclass(frozen=True)
+class NetworkKind:
+    """A standalone network family: the genotype class it takes, its published ``channels`` and ``layers``, and the
+    limits ``build_network`` checks. ``build(genotype, channels, layers, num_classes, auxiliary, in_channels)``
+    makes the network; ``label`` names it in messages, ``timm_suffix`` ends its zoo cells' timm names."""
+
+    genotype: type[Genotype]
+    channels: int
+    layers: int
+    build: Callable[[Any, int, int, int, bool, int], nn.Module]
+    label: str
+    timm_suffix: str = ""
+    layers_name: str = "layers"
+    min_layers: int = 3
+    even_channels: bool = False
+    auxiliary: bool = True
+    num_classes: int = 10
+    min_image_size: int = 1
+
+
+NETWORK_KINDS: Registry[NetworkKind] = Registry("network kind")
+"""The standalone networks by ``kind``; a new one is one ``register`` call."""
+NETWORK_KINDS.register("cifar", NetworkKind(
+    DartsGenotype, channels=36, layers=20, label="cifar", timm_suffix="_cifar",
+    build=lambda g, c, l, n, aux, i: DartsNetworkCIFAR(g, c, n, l, aux, i)))
+NETWORK_KINDS.register("imagenet", NetworkKind(  # its stem halves the channels; it down-samples 32x
+    DartsGenotype, channels=48, layers=14, label="imagenet", timm_suffix="_imagenet", even_channels=True,
+    num_classes=1000, min_image_size=64, build=lambda g, c, l, n, aux, i: DartsNetworkImageNet(g, c, n, l, aux, i)))
+NETWORK_KINDS.register("nb201", NetworkKind(
+    NB201Genotype, channels=16, layers=5, label="NB201", layers_name="layers (cells per stage)", min_layers=1,
+    auxiliary=False, build=lambda g, c, l, n, aux, i: NB201Network(g, c, l, n, i)))
+KINDS: tuple[str, ...] = tuple(NETWORK_KINDS.names())
+DEFAULT_KIND = "cifar"
+"""The default ``kind``; given a genotype of another space it builds that space's network."""
+
+
+def kinds_for(genotype: Genotype) -> list[str]:
+    """The network kinds that take ``genotype``."""
+    return [name for name, kind in NETWORK_KINDS.items() if isinstance(genotype, kind.genotype)]
 
 
 def resolve_genotype(genotype: Genotype | str | os.PathLike) -> Genotype:
@@ -52,35 +90,29 @@ def build_network(genotype: Genotype | str | os.PathLike, num_classes: int = 10,
     Raises:
         ValueError / FileNotFoundError: one-line messages naming the bad argument and what is allowed.
     """
-    if kind not in KINDS:
+    if kind not in NETWORK_KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     geno = resolve_genotype(genotype)
-    if isinstance(geno, NB201Genotype) and kind == "cifar":
-        kind = "nb201"
-    expected = NB201Genotype if kind == "nb201" else DartsGenotype
-    if not isinstance(geno, expected):
-        raise ValueError(f"the {kind} network needs a genotype of the {expected.space!r} space, got one of the "
-                         f"{geno.space!r} space ({'kind nb201' if geno.space == 'nb201' else 'kind cifar or imagenet'} "
-                         "builds it)")
-    c_default, l_default = DEFAULT_SIZES[kind]
-    channels = c_default if channels is None else channels
-    layers = l_default if layers is None else layers
+    spec = NETWORK_KINDS.get(kind)
+    if not isinstance(geno, spec.genotype):
+        if kind != DEFAULT_KIND or not kinds_for(geno):
+            raise ValueError(f"the {spec.label} network needs a genotype of the {spec.genotype.space!r} space, got one of "
+                             f"the {geno.space!r} space (kind {' or '.join(kinds_for(geno))} builds it)")
+        kind = kinds_for(geno)[0]
+        spec = NETWORK_KINDS.get(kind)
+    channels = spec.channels if channels is None else channels
+    layers = spec.layers if layers is None else layers
     _check_int("num_classes", num_classes, 2)
     _check_int("in_channels", in_channels, 1)
-    _check_int("channels", channels, 2 if kind == "imagenet" else 1)
-    if kind == "imagenet" and channels % 2:
-        raise ValueError(f"channels must be even for the imagenet network (its stem halves it), got {channels}")
-    _check_int("layers (cells per stage)" if kind == "nb201" else "layers", layers, 1 if kind == "nb201" else 3)
+    _check_int("channels", channels, 2 if spec.even_channels else 1)
+    if spec.even_channels and channels % 2:
+        raise ValueError(f"channels must be even for the {spec.label} network (its stem halves it), got {channels}")
+    _check_int(spec.layers_name, layers, spec.min_layers)
     if not 0.0 <= drop_path_prob < 1.0:
         raise ValueError(f"drop_path_prob must be in [0, 1), got {drop_path_prob}")
-    net: nn.Module
-    if kind == "nb201":
-        if auxiliary:
-            raise ValueError("auxiliary head: the NB201 network has none (use auxiliary=False)")
-        net = NB201Network(geno, channels, layers, num_classes, in_channels)
-    else:
-        cls = DartsNetworkCIFAR if kind == "cifar" else DartsNetworkImageNet
-        net = cls(geno, channels, num_classes, layers, auxiliary, in_channels)
+    if auxiliary and not spec.auxiliary:
+        raise ValueError(f"auxiliary head: the {spec.label} network has none (use auxiliary=False)")
+    net = spec.build(geno, channels, layers, num_classes, auxiliary, in_channels)
     net.drop_path_prob = float(drop_path_prob)
     return net
 

@@ -15,7 +15,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ops import Genotype, NB201Genotype
-from retrain.build import MIN_IMAGENET_SIZE, build_network, count_macs, count_parameters, resolve_genotype
+from retrain.build import NETWORK_KINDS, build_network, count_macs, count_parameters, resolve_genotype
 
 
 class RetrainModule(L.LightningModule):
@@ -54,10 +54,11 @@ class RetrainModule(L.LightningModule):
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes} (the CLI takes it from the data module: "
                              "its labels must span at least 2 classes)")
-        if kind == "imagenet" and image_size < MIN_IMAGENET_SIZE:
-            raise ValueError(f"the imagenet network needs images of at least {MIN_IMAGENET_SIZE}x{MIN_IMAGENET_SIZE} "
-                             f"(it down-samples 32x), the data gives {image_size}x{image_size}: use kind cifar "
-                             "(retrain_cifar.yaml) for small images or a larger --data.image_size")
+        smallest = NETWORK_KINDS.get(kind).min_image_size if kind in NETWORK_KINDS else 1
+        if image_size < smallest:
+            raise ValueError(f"the {kind} network needs images of at least {smallest}x{smallest} (it down-samples "
+                             f"32x), the data gives {image_size}x{image_size}: use kind cifar (retrain_cifar.yaml) "
+                             "for small images or a larger --data.image_size")
         if isinstance(geno, NB201Genotype) and auxiliary:
             raise ValueError("the NB201 network has no auxiliary head: set auxiliary false (--model.auxiliary false)")
         if lr_schedule not in ("cosine", "step"):

@@ -13,15 +13,16 @@ import timm
 from timm.models import register_model
 from torch import nn
 
+from ops import DartsGenotype, NB201Genotype
 from ops.zoo import NB201_PUBLISHED, PUBLISHED
-from retrain.build import build_network
+from retrain.build import NETWORK_KINDS, build_network
 
 TIMM_MODELS: dict[str, tuple[str, str]] = {}
 """Registered timm name -> (zoo name, network kind)."""
 
 
 def _entrypoint(zoo_name: str, kind: str, model_name: str) -> Callable[..., nn.Module]:
-    num_classes_default = 1000 if kind == "imagenet" else 10
+    num_classes_default = NETWORK_KINDS.get(kind).num_classes
 
     def create(pretrained: bool = False, **kwargs: Any) -> nn.Module:
         if pretrained:
@@ -40,10 +41,10 @@ def _entrypoint(zoo_name: str, kind: str, model_name: str) -> Callable[..., nn.M
 
 def _register_all() -> None:
     taken = set(timm.list_models())
-    entries = [(name, kind) for name in PUBLISHED for kind in ("cifar", "imagenet")]
-    entries += [(name, "nb201") for name in NB201_PUBLISHED]
-    for zoo_name, kind in entries:
-        model_name = zoo_name.lower() if kind == "nb201" else f"{zoo_name.lower()}_{kind}"
+    zoo = {DartsGenotype: PUBLISHED, NB201Genotype: NB201_PUBLISHED}
+    entries = [(name, kind, spec.timm_suffix) for kind, spec in NETWORK_KINDS.items() for name in zoo[spec.genotype]]
+    for zoo_name, kind, suffix in entries:
+        model_name = zoo_name.lower() + suffix
         if model_name in taken:  # never shadow one of timm's own models
             continue
         register_model(_entrypoint(zoo_name, kind, model_name))

@@ -25,8 +25,7 @@ from typing import Any
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from ops import DartsGenotype, Genotype, NB201Genotype
-from ops.genotype import NB201_EDGES
+from ops import Genotype, NB201Genotype
 from configs.cli import EXIT_USAGE, one_line
 from search import cli as search_cli
 from search.nb201_table import NB201Table
@@ -45,17 +44,6 @@ class UsageError(ValueError):
 
 
 # ---- edge agreement ---------------------------------------------------------------------------------------------
-def _slots(genotype: Genotype) -> dict[str, list[tuple[str, Any]]]:
-    """Per cell type, the (slot name, choice) pairs compared across seeds: NB201 edges; DARTS nodes, each as
-    the set of its (op, input) edges."""
-    if isinstance(genotype, NB201Genotype):
-        return {"normal": [(f"{src}->{dst}", op) for op, (src, dst) in zip(genotype.edges, NB201_EDGES)]}
-    if isinstance(genotype, DartsGenotype):
-        return {cell: [(f"node {k // 2 + 2}", frozenset(edges[k:k + 2])) for k in range(0, len(edges), 2)]
-                for cell, edges in (("normal", genotype.normal), ("reduce", genotype.reduce))}
-    raise ValueError(f"unsupported genotype type {type(genotype).__name__}")
-
-
 def _choice_json(choice: Any) -> Any:
     return sorted([op, src] for op, src in choice) if isinstance(choice, frozenset) else choice
 
@@ -69,7 +57,7 @@ def edge_agreement(genotypes: Sequence[Genotype]) -> dict[str, Any]:
     """
     if not genotypes:
         raise ValueError("edge_agreement needs at least one genotype")
-    per_seed = [_slots(g) for g in genotypes]
+    per_seed = [g.choices() for g in genotypes]
     layout = [(cell, [name for name, _ in slots]) for cell, slots in per_seed[0].items()]
     if any([(c, [n for n, _ in s]) for c, s in p.items()] != layout for p in per_seed):
         raise ValueError("the genotypes come from different search spaces or cell sizes")
@@ -82,7 +70,7 @@ def edge_agreement(genotypes: Sequence[Genotype]) -> dict[str, Any]:
             fractions.append(count / len(genotypes))
             cells[cell].append({"slot": name, "choice": _choice_json(choice), "agreement": fractions[-1]})
     return {"cells": cells, "all_agree": sum(f == 1.0 for f in fractions), "slots": len(fractions),
-            "mean": sum(fractions) / len(fractions)}
+            "unit": genotypes[0].slot_unit, "mean": sum(fractions) / len(fractions)}
 
 
 # ---- summary ----------------------------------------------------------------------------------------------------
@@ -128,9 +116,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             accuracy = " (not in the table)" if value is None else f" ({summary['table']['metric']} {value:.2f}%)"
         lines.append(f"seed {run['seed']}{' [reused]' if run['reused'] else ''}: {run['genotype']}{accuracy}")
     agreement = summary["agreement"]
-    unit = "nodes" if summary["space"] == "darts" else "edges"
     lines.append(f"edge agreement over {n} seed{'s' * (n != 1)}: all agree on {agreement['all_agree']} of "
-                 f"{agreement['slots']} {unit} (mean {agreement['mean']:.2f})")
+                 f"{agreement['slots']} {agreement['unit']} (mean {agreement['mean']:.2f})")
     for cell, slots in agreement["cells"].items():
         parts = [f"{s['slot']} {round(s['agreement'] * n)}/{n}" for s in slots]
         lines.append(f"  {cell}: " + ", ".join(parts))
