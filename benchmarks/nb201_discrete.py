@@ -24,6 +24,8 @@ import math
 import time
 from pathlib import Path
 
+import torch
+
 from search.discrete import (Budget, NB201Space, RandomSearch, RegularizedEvolution, Reinforce, Strategy,
                              TabularEvaluator, mean_std, run_seeds)
 from search.nb201_table import NB201Table
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("--sensitivity", type=int, default=100,
                         help="runs per method at ~0.67x and ~1.7x the evaluation count (0: skip)")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # REINFORCE's policy is 30 logits: extra threads only add synchronisation
 
     table = NB201Table(args.table, args.hp12_table)
     evaluator = TabularEvaluator(table, "cifar10_valid_12ep", seconds_per_eval=args.seconds_per_eval)

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ops import Genotype, NB201Genotype, search_space
 from configs import resolve_config, resolve_config_args, shipped_configs
@@ -16,7 +18,7 @@ from search.discrete import (Budget, FunctionEvaluator, NB201Space, RandomSearch
                              SearchLoop, SizeLimit, TabularEvaluator, mean_std, pareto_front, plot_pareto, run_seeds,
                              summarize)
 from search.discrete.cli import main
-from search.discrete.reinforce import AdamState, sample_with_score
+from search.discrete.reinforce import policy, sample_cell
 from search.nb201_table import NB201Table
 
 DATA = Path(__file__).parent / "data"
@@ -111,20 +113,6 @@ def test_reinforce_raises_the_probability_of_the_rewarded_op() -> None:
     assert sum(late) > 20
 
 
-def test_reinforce_adam_matches_torch() -> None:
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(0)
-    ours = rng.normal(size=(6, 5))
-    theirs = torch.tensor(ours.copy(), requires_grad=True)
-    adam, ref = AdamState(ours.shape, lr=0.03), torch.optim.Adam([theirs], lr=0.03)
-    for _ in range(5):
-        grad = rng.normal(size=ours.shape)
-        adam.step(ours, grad)
-        theirs.grad = torch.tensor(grad)
-        ref.step()
-    assert np.allclose(ours, theirs.detach().numpy(), atol=1e-12)
-
-
 def _log_p(logits: np.ndarray, valid: np.ndarray, cell: np.ndarray, cells: np.ndarray | None) -> float:
     """Brute-force log-probability of ``cell`` under the (optionally conditioned) policy."""
     z = np.where(valid, logits, -np.inf)
@@ -136,19 +124,24 @@ def _log_p(logits: np.ndarray, valid: np.ndarray, cell: np.ndarray, cells: np.nd
 
 
 @pytest.mark.parametrize("restricted", [False, True])
-def test_reinforce_score_is_the_gradient_of_log_p(restricted: bool) -> None:
+def test_reinforce_log_prob_of_the_drawn_cell(restricted: bool) -> None:
+    # The policy's log-probability of the cell it draws (what the policy gradient differentiates) equals a
+    # brute-force computation, conditioned on the allowed cells in a restricted space; draws follow the policy.
     rng = np.random.default_rng(1)
     valid = np.arange(4)[None, :] < np.array([4, 3, 2])[:, None]  # decisions with 4, 3 and 2 options
     logits = np.where(valid, rng.normal(size=valid.shape), 0.0)
     cells = np.array([[0, 0, 0], [1, 2, 1], [3, 1, 0], [3, 2, 1], [2, 0, 1]]) if restricted else None
-    cell, score = sample_with_score(logits, valid, cells, rng)
-    numeric = np.zeros_like(logits)
-    for i, j in zip(*np.nonzero(valid)):
-        step = np.zeros_like(logits)
-        step[i, j] = 1e-6
-        numeric[i, j] = (_log_p(logits + step, valid, cell, cells) - _log_p(logits - step, valid, cell, cells)) / 2e-6
-    assert np.allclose(score, numeric, atol=1e-6)
-    assert not score[~valid].any()
+    dist = policy(torch.tensor(logits), torch.tensor(valid))
+    generator = torch.Generator().manual_seed(0)
+    counts: dict[tuple[int, ...], int] = {}
+    for _ in range(2000):
+        cell, log_p = sample_cell(dist, None if cells is None else torch.tensor(cells), generator)
+        assert math.isclose(float(log_p), _log_p(logits, valid, cell.numpy(), cells), abs_tol=1e-9)
+        counts[tuple(cell.tolist())] = counts.get(tuple(cell.tolist()), 0) + 1
+    if restricted:
+        assert set(counts) <= {tuple(c) for c in cells}
+    top = max(counts, key=counts.get)
+    assert abs(counts[top] / 2000 - math.exp(_log_p(logits, valid, np.array(top), cells))) < 0.04
 
 
 # ---------------------------------------------------------------------------------- budgets and limits
