@@ -90,6 +90,9 @@ class SearchModule(L.LightningModule):
         if selection is not None:
             selection.check(supernet, self.arch, self.strategy)
         num_classes = supernet.classifier.out_features
+        if num_classes < 2:
+            raise ValueError(f"the supernet has {num_classes} output class: a search needs at least 2 (every loss would "
+                             "be 0 and the architecture would never move); does the data hold a single class?")
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_loss = MeanMetric()
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -223,7 +226,7 @@ class SearchModule(L.LightningModule):
                 for cell, w in self.transform(self.strategy.eval_weights(self.arch), "eval").items()}
         lines = self.selection.decide_round(
             self.current_epoch, int(self.trainer.max_epochs), base,
-            lambda paths: self.selection.probe.accuracies(self.supernet, paths, self.reduce_mean))
+            self.selection.scorer(self.supernet, self.reduce_mean))
         if lines and self.trainer.is_global_zero:
             for line in lines:
                 print(f"[selection, epoch {self.current_epoch}] {line}", flush=True)

@@ -236,21 +236,38 @@ class OneUsefulOp(nn.Module):
         return w[1, 2] * signal + noise
 
 
-def test_perturbation_selection_keeps_the_op_whose_removal_hurts_most():
+@pytest.mark.parametrize("criterion", ["accuracy", "loss"])
+def test_perturbation_selection_keeps_the_op_whose_removal_hurts_most(criterion):
     net = OneUsefulOp()
     arch = ArchParameters.for_network(net)
-    pt = PerturbationSelection(tune_epochs=0, probe_batches=2, seed=0)
+    pt = PerturbationSelection(tune_epochs=0, probe_batches=2, seed=0, criterion=criterion)
     pt.check(net, arch, get_strategy("darts"))
     x = torch.randn(64, 1)
     y = (x[:, 0] < 0).long()
     for lo in (0, 32):
         pt.probe.add((x[lo:lo + 32], y[lo:lo + 32]))
     base = {"normal": CellWeights(ops=torch.full((6, 5), 0.2))}
-    lines = pt.decide_round(0, 1, base, lambda paths: pt.probe.accuracies(net, paths, lambda t: t))
-    assert len(lines) == 6 and pt.done
+    lines = pt.decide_round(0, 1, base, pt.scorer(net, lambda t: t))
+    assert len(lines) == 6 and pt.done and f"supernet {criterion} without each op" in lines[0]
     assert pt.fixed["normal"][1] == 2 and "nor_conv_1x1" in next(line for line in lines if "edge 1:" in line)
     projected = pt.project("normal", torch.full((6, 5), 0.2))
     assert torch.equal(projected.sum(-1), torch.ones(6)) and projected[1, 2] == 1.0
+
+
+@pytest.mark.parametrize("keep_none, kept", [(True, "none"), (False, "nor_conv_3x3")])
+def test_perturbation_selection_keeps_none_only_when_asked(keep_none, kept):
+    # Every removal helps on each edge (the score falls with the ops' weights), nor_conv_3x3's least; removing
+    # `none` changes nothing, so only keep_none lets that no-op removal count as the one that hurts most.
+    net = OneUsefulOp()
+    pt = PerturbationSelection(tune_epochs=0, probe_batches=1, seed=0, keep_none=keep_none)
+    pt.check(net, ArchParameters.for_network(net), get_strategy("darts"))
+    harm = torch.tensor([0.0, -1.0, -1.0, -0.5, -1.0])
+
+    def score(paths):
+        return [float((p["normal"].ops * harm).sum()) for p in paths]
+
+    lines = pt.decide_round(0, 1, {"normal": CellWeights(ops=torch.full((6, 5), 0.2))}, score)
+    assert len(lines) == 6 and all(f": {kept} (" in line for line in lines)
 
 
 def test_perturbation_selection_topology_drops_the_input_that_matters_least():
@@ -280,6 +297,8 @@ def test_perturbation_selection_refuses_what_it_cannot_handle():
         SearchModule(_nb201(), strategy="spos", selection=PerturbationSelection())
     with pytest.raises(ValueError, match="tune_epochs must be an integer >= 0"):
         PerturbationSelection(tune_epochs=-1)
+    with pytest.raises(ValueError, match="criterion must be one of accuracy, loss, got 'acc'"):
+        PerturbationSelection(criterion="acc")
     module = SearchModule(_nb201(), selection=PerturbationSelection(tune_epochs=3))
     trainer = L.Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -60,14 +61,25 @@ class ProbeSet:
     def accuracies(self, supernet: nn.Module, paths: Sequence[ArchWeights],
                    reduce: Callable[[list[Tensor]], list[Tensor]]) -> list[float]:
         """Accuracy of each single path on the probe batches (batch statistics), pooled over all ranks."""
+        return self.scores(supernet, paths, reduce, "accuracy")
+
+    def scores(self, supernet: nn.Module, paths: Sequence[ArchWeights],
+               reduce: Callable[[list[Tensor]], list[Tensor]], criterion: str) -> list[float]:
+        """Per path, the ``accuracy`` or the cross-entropy ``loss`` on the probe batches (batch statistics), pooled
+        over all ranks."""
         if not self.batches:
             raise RuntimeError("no validation batch recorded to compare cells on")
+
+        def total(path: ArchWeights) -> Tensor:
+            if criterion == "loss":
+                return sum(F.cross_entropy(supernet(x, path), y, reduction="sum") for x, y in self.batches)
+            return sum((supernet(x, path).argmax(1) == y).sum() for x, y in self.batches)
+
         with batch_statistics(supernet):
-            correct = torch.stack([sum((supernet(x, path).argmax(1) == y).sum() for x, y in self.batches)
-                                   for path in paths]).double()
-        total = torch.tensor(float(sum(len(y) for _, y in self.batches)), dtype=torch.float64, device=correct.device)
-        correct, total = reduce([correct, total.reshape(1)])
-        return (correct / total).tolist()
+            sums = torch.stack([total(path) for path in paths]).double()
+        count = torch.tensor(float(sum(len(y) for _, y in self.batches)), dtype=torch.float64, device=sums.device)
+        sums, count = reduce([sums, count.reshape(1)])
+        return (sums / count).tolist()
 
 
 class SelectsCell(PicklesGenerator):
