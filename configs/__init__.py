@@ -31,6 +31,28 @@ def resolve_config(name_or_path: str) -> Path:
                             f"(shipped: {', '.join(shipped_configs()) or 'none'})")
 
 
+def check_config_file(path: Path, given: str) -> None:
+    """Raise one line naming ``--config given`` if the file is not YAML text holding a non-empty mapping."""
+    import yaml  # PyYAML comes with the config library; imported here to keep this module light
+
+    raw = path.read_bytes()
+    try:
+        if b"\x00" in raw:
+            raise UnicodeDecodeError("utf-8", raw, raw.index(b"\x00"), raw.index(b"\x00") + 1, "NUL byte")
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"--config {given}: not a text file (not UTF-8); expected a YAML config") from None
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(err, "problem", None) or type(err).__name__
+        raise ValueError(f"--config {given}: not valid YAML{line} ({problem})") from None
+    if not isinstance(data, dict) or not data:
+        held = "nothing" if data is None else f"a {type(data).__name__}"
+        raise ValueError(f"--config {given}: holds {held}; expected a YAML mapping of sections (trainer:, model:, "
+                         "data:, ...)")
+
+
 def resolve_config_args(argv: Sequence[str]) -> list[str]:
     """``argv`` with each ``--config NAME`` / ``-c NAME`` / ``--config=NAME`` value replaced by its resolved path."""
     out: list[str] = []
@@ -40,9 +62,14 @@ def resolve_config_args(argv: Sequence[str]) -> list[str]:
             value = next(args, None)
             if value is None:
                 raise ValueError("--config needs a value: a YAML file or a shipped config name")
-            out += [arg, str(resolve_config(value))]
+            path = resolve_config(value)
+            check_config_file(path, value)
+            out += [arg, str(path)]
         elif arg.startswith("--config="):
-            out.append(f"--config={resolve_config(arg.split('=', 1)[1])}")
+            value = arg.split("=", 1)[1]
+            path = resolve_config(value)
+            check_config_file(path, value)
+            out.append(f"--config={path}")
         else:
             out.append(arg)
     return out

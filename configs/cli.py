@@ -7,13 +7,17 @@ import contextlib
 import inspect
 import io
 import logging
+import os
 import re
 import sys
 import warnings
 from argparse import ArgumentParser
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")  # Lightning's own use of the config library
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # Lightning on torch >= 2.9
 
 EXIT_USAGE = 2
 """The exit status of a command refused for bad input."""
@@ -36,7 +40,22 @@ def read_checkpoint(path: str | Path, flag: str = "--resume") -> dict[str, Any]:
         raise ValueError(f"{flag} {path}: not a readable checkpoint ({type(err).__name__}: {first})") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{flag} {path}: not a Lightning checkpoint (no state_dict)")
+    from configs.guard import check_finite_checkpoint
+
+    check_finite_checkpoint(checkpoint, path, flag)
     return checkpoint
+
+
+def check_links(prefix: str, given: Mapping[str, Any], target: type, data: Mapping[str, Any]) -> None:
+    """Raise one line if a value the data module decides (``data``: key -> the data's value, linked into
+    ``target``'s argument of that name) was also set under ``prefix`` to something else than both ``target``'s
+    default and the data's value: the link would silently override it."""
+    defaults = {k: p.default for k, p in inspect.signature(target).parameters.items()}
+    for key, value in data.items():
+        mine = given.get(key)
+        if mine is not None and mine != defaults.get(key) and mine != value:
+            raise ValueError(f"{prefix}.{key} {mine} conflicts with the data, which has {value}: the model takes its "
+                             f"{key} from --data; drop {prefix}.{key}")
 
 
 def fail(prog: str, error: BaseException, parser: ArgumentParser | None = None) -> int:
@@ -81,6 +100,15 @@ def one_line(error: BaseException, parser: ArgumentParser | None = None) -> str:
     if required:
         return f"--{required.group(1)} is required"
     lines = [re.sub(r"^-\s+", "", line.strip()) for line in message.splitlines() if line.strip()]
+    accelerator = re.search(r"No supported (\w+) backend found|(\w+) accelerator.* not available", message, re.I)
+    if accelerator:
+        kind = (accelerator.group(1) or accelerator.group(2)).lower()
+        return f"--trainer.accelerator {kind}: no {kind} device is available on this machine; use cpu or auto"
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    expected = re.search(r"Expected a <class '(\w+)'>\. Got value: (.*)", message)
+    if len(keys) > 1 and expected:  # a nested option (a class_path's init argument) of the wrong type
+        return f"--{'.'.join(keys)}: expected {'an' if expected.group(1)[0] in 'aeiou' else 'a'} " \
+               f"{expected.group(1)}, got {expected.group(2).strip()!r}"
     key = re.search(r'Parser key "([^"]+)"', message)
     class_path = re.search(r"Problem with given class_path '([^']+)'", message)
     unknown = re.search(r"unrecognized arguments: (\S+)", message)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -174,11 +175,19 @@ class NpzDataModule(ArrayDataModule):
         required = ", ".join(NPZ_KEYS)
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"npz file '{self.path}' not found (--data.path); it must hold arrays {required}")
-        with np.load(self.path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise ValueError(f"'{self.path}' is not an .npz archive; it must hold arrays {required}")
+        unreadable = f"--data.path {self.path}: not a readable .npz archive; it must hold arrays {required}"
+        try:
+            npz = np.load(self.path, allow_pickle=False)
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+            raise ValueError(unreadable) from None
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError(f"'{self.path}' is not an .npz archive; it must hold arrays {required}")
+        with npz:
             missing = [key for key in NPZ_KEYS if key not in npz.files]
             if missing:
                 raise ValueError(f"npz file '{self.path}' has no array {', '.join(repr(k) for k in missing)}; "
                                  f"required: {required}")
-            return ArraySplits(*(npz[key] for key in NPZ_KEYS))
+            try:
+                return ArraySplits(*(npz[key] for key in NPZ_KEYS))
+            except (OSError, EOFError, ValueError, zipfile.BadZipFile):
+                raise ValueError(unreadable) from None

@@ -119,7 +119,13 @@ class ImageDataModule(L.LightningDataModule, ABC):
             self._test_set = self.make_dataset(False, self.eval_transform())
 
     def _subset_range(self, n: int) -> list[int]:
-        return list(range(n if self.subset is None else min(self.subset, n)))
+        if self.subset is not None and self.subset > n:
+            raise ValueError(f"--data.subset {self.subset} exceeds the {n} training images of {type(self).__name__}: "
+                             f"use at most {n}, or null for all")
+        if self.cutout >= self.image_size:
+            raise ValueError(f"--data.cutout {self.cutout} is not smaller than the images' side {self.image_size}: "
+                             f"it would blank (nearly) every training pixel; use 0 (off) or < {self.image_size}")
+        return list(range(n if self.subset is None else self.subset))
 
     def _setup_search(self) -> None:
         if self._search_sets is not None:

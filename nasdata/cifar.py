@@ -34,8 +34,8 @@ class _TorchvisionCifar(ArrayDataModule):
 
     def _not_found(self) -> FileNotFoundError:
         where = os.path.join(self.root, self.folder)
-        return FileNotFoundError(f"{self.title} not found under '{where}'; pass --data.download true or put the "
-                                 f"torchvision copy there")
+        return FileNotFoundError(f"--data.root {self.root}: {self.title} not found under '{where}'; pass "
+                                 "--data.download true or put the torchvision copy there")
 
     def prepare_data(self) -> None:
         """Download (or verify) the data set when ``download`` is True (Lightning runs this on rank 0 only);

@@ -20,9 +20,12 @@ from pathlib import Path
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+from ops.jsonfile import write_json
 from ops.registry import Registry, check_op
 
 FORMAT_VERSION = 1
+MAX_NODES = 64
+"""The most nodes a genotype's concat may name (bounds ``range(a, b)`` before it is expanded)."""
 NB201_EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
 """(source, target) node of each NB201 edge, in arch-string order."""
 
@@ -53,10 +56,7 @@ class Genotype(ABC):
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the genotype as JSON (atomically: a temporary file renamed into place)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json(path, self.to_dict(), indent=2)
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> "Genotype":
@@ -98,6 +98,8 @@ class Genotype(ABC):
     @staticmethod
     def parse(text: str) -> "Genotype":
         """Parse the DARTS repository text (``Genotype(normal=[...], ...)``) or an NB201 arch string."""
+        if not isinstance(text, str):
+            raise TypeError(f"Genotype.parse expects genotype text (a str), got {type(text).__name__}")
         text = text.strip()
         if text.startswith("|"):
             return NB201Genotype.from_arch_str(text)
@@ -111,12 +113,17 @@ class Genotype(ABC):
         """A genotype from a JSON path, a zoo name (``DARTS_V2``) or genotype text."""
         from ops.zoo import get_genotype, list_genotypes
 
+        if not isinstance(spec, (str, os.PathLike)):
+            raise TypeError(f"a genotype is a JSON path, a zoo name or genotype text, got {type(spec).__name__}")
         text = str(spec).strip()
+        if not text:
+            raise ValueError(f"the genotype is empty; expected a genotype.json path, a zoo name "
+                             f"({', '.join(list_genotypes())}) or genotype text")
         if text in list_genotypes():
             return get_genotype(text)
         if text.startswith(("Genotype(", "|")):
             return Genotype.parse(text)
-        if text.endswith(".json") or Path(text).exists():
+        if text.endswith(".json") or Path(text).is_file():
             return Genotype.load(text)
         raise ValueError(f"genotype {text!r} is neither a JSON file, a zoo name ({', '.join(list_genotypes())}) "
                          "nor genotype text")
@@ -242,9 +249,12 @@ def _literal_concat(node: ast.expr, field: str) -> tuple[int, ...]:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range" and not node.keywords:
         try:
             bounds = [ast.literal_eval(a) for a in node.args]
-            return tuple(range(*bounds))
+            span = range(*bounds)
         except (ValueError, TypeError):
             raise ValueError(f"{field}: range() needs integer bounds") from None
+        if len(span) > MAX_NODES:  # checked before the range is expanded
+            raise ValueError(f"{field}: {ast.unparse(node)} spans {len(span)} nodes; a cell has at most {MAX_NODES}")
+        return tuple(span)
     try:
         value = ast.literal_eval(node)
     except ValueError:
@@ -264,8 +274,12 @@ class NB201Genotype(Genotype):
 
     @classmethod
     def from_fields(cls, data: dict[str, Any]) -> "NB201Genotype":
-        """From ``edges``."""
-        return cls(edges=tuple(data["edges"]))
+        """From ``edges`` (a list of op names)."""
+        edges = data["edges"]
+        if not isinstance(edges, (list, tuple)):
+            raise ValueError(f"an NB201 genotype's edges must be a list of {len(NB201_EDGES)} op names, "
+                             f"got {type(edges).__name__} {edges!r:.60}")
+        return cls(edges=tuple(edges))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "edges", tuple(self.edges))

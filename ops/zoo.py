@@ -81,9 +81,16 @@ NB201_PUBLISHED: dict[str, str] = {
 """Zoo name -> NAS-Bench-201 arch string."""
 
 
+ALIASES: dict[str, str] = {
+    # quark0/darts cnn/genotypes.py ends with ``DARTS = DARTS_V2``, and its train.py defaults to ``--arch DARTS``.
+    "DARTS": "DARTS_V2",
+}
+"""Other names of zoo entries, as the original repositories use them."""
+
+
 def list_genotypes() -> list[str]:
-    """Sorted names of every zoo entry, DARTS-space and NAS-Bench-201."""
-    return sorted({**PUBLISHED, **NB201_PUBLISHED})
+    """Sorted names of every zoo entry, DARTS-space and NAS-Bench-201, aliases included."""
+    return sorted({**PUBLISHED, **NB201_PUBLISHED, **ALIASES})
 
 
 def get_genotype(name: str) -> "Genotype":
@@ -93,6 +100,7 @@ def get_genotype(name: str) -> "Genotype":
     """
     from ops.genotype import Genotype
 
+    name = ALIASES.get(name, name)
     text = PUBLISHED.get(name, NB201_PUBLISHED.get(name))
     if text is None:
         raise ValueError(f"unknown genotype {name!r}; known: {', '.join(list_genotypes())}")

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Literal
 from pathlib import Path
 
+import torch
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -18,6 +19,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from nasdata import ImageDataModule
 from configs import resolve_config_args
 from configs.cli import fail, held_output, read_checkpoint
+from configs.guard import Diverged, FiniteGuard
 from retrain.module import RetrainModule
 
 PARSER_KWARGS = {"exit_on_error": False, "prog": "python -m retrain",
@@ -64,6 +66,17 @@ class RetrainCLI(LightningCLI):
         self.trainer = self.instantiate_trainer()
 
 
+def check_run(cli: RetrainCLI) -> None:
+    """What fails only once training starts, checked before anything is written: the epoch count, and the data
+    (downloaded if asked, then loaded; the random-number state is left untouched)."""
+    if cli.trainer.max_epochs is None or cli.trainer.max_epochs < 1:
+        raise ValueError(f"--trainer.max_epochs must be >= 1 (the learning-rate schedule spans it), got "
+                         f"{cli.trainer.max_epochs}")
+    with torch.random.fork_rng(devices=[]):
+        cli.datamodule.prepare_data()
+        cli.datamodule.setup("fit")
+
+
 def find_checkpoint(path: str) -> Path:
     """``path`` if it is a file, else ``path/checkpoints/last.ckpt`` or ``path/last.ckpt``."""
     p = Path(path).expanduser()
@@ -94,13 +107,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         with held_output(release):  # Lightning's messages appear only once the set-up has succeeded
             try:
                 cli = RetrainCLI(argv)
+                check_run(cli)
             except BaseException:
                 release[0] = False
                 raise
     except SETUP_ERRORS as err:
         return fail("retrain", err)
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
-    trainer.fit(model, datamodule=data, ckpt_path=cli.config.resume)
+    trainer.callbacks.insert(0, FiniteGuard("--model.lr (or --trainer.gradient_clip_val)"))
+    try:
+        trainer.fit(model, datamodule=data, ckpt_path=cli.config.resume)
+    except Diverged as err:
+        return fail("retrain", err)
     test_ckpt = cli.config.test_ckpt
     if test_ckpt == "none":
         return 0

@@ -15,7 +15,7 @@ from torch import nn
 
 from ops import ConvBN, DartsGenotype, FactorizedReduce, ReLUConvBN, create_op
 from ops.skeleton import darts_cells, darts_reductions
-from retrain.layers import AuxiliaryHead, drop_path
+from retrain.layers import AuxiliaryHead, check_images, drop_path
 
 Output = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -92,6 +92,7 @@ class _DartsNetwork(nn.Module, ABC):
 
     def forward(self, x: torch.Tensor) -> Output:
         """Logits; in training mode with an auxiliary head, ``(logits, aux_logits)``."""
+        check_images(x, self.in_channels, type(self).__name__)
         s0, s1 = self._stem(x)
         aux_logits = None
         for i, cell in enumerate(self.cells):
@@ -111,6 +112,7 @@ class DartsNetworkCIFAR(_DartsNetwork):
                  auxiliary: bool = False, in_channels: int = 3) -> None:
         super().__init__()
         c_stem = 3 * channels
+        self.in_channels = in_channels
         self.stem = ConvBN(in_channels, c_stem)
         self.stem_out = (c_stem, c_stem)
         self._build_cells(genotype, channels, num_classes, layers, auxiliary, reduction_prev=False,
@@ -127,6 +129,7 @@ class DartsNetworkImageNet(_DartsNetwork):
     def __init__(self, genotype: DartsGenotype, channels: int = 48, num_classes: int = 1000, layers: int = 14,
                  auxiliary: bool = False, in_channels: int = 3) -> None:
         super().__init__()
+        self.in_channels = in_channels
         self.stem0 = nn.Sequential(
             nn.Conv2d(in_channels, channels // 2, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(channels // 2), nn.ReLU(inplace=True),

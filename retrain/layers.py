@@ -44,3 +44,9 @@ class AuxiliaryHead(nn.Module):
             x = F.adaptive_avg_pool2d(x, 2)
         x = F.adaptive_avg_pool2d(self.features(x), 1)
         return self.classifier(torch.flatten(x, 1))
+
+
+def check_images(x: torch.Tensor, in_channels: int, owner: str) -> None:
+    """Raise one line naming the expected shape if ``x`` is not a batch ``[N, in_channels, H, W]``."""
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise ValueError(f"{owner} expects images of shape [N, {in_channels}, H, W], got {list(x.shape)}")

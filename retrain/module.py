@@ -63,6 +63,12 @@ class RetrainModule(L.LightningModule):
             raise ValueError("the NB201 network has no auxiliary head: set auxiliary false (--model.auxiliary false)")
         if lr_schedule not in ("cosine", "step"):
             raise ValueError(f"lr_schedule must be 'cosine' or 'step', got {lr_schedule!r}")
+        for name, value, ok in (("lr", lr, lr > 0), ("momentum", momentum, momentum >= 0),
+                                ("weight_decay", weight_decay, weight_decay >= 0), ("lr_min", lr_min, 0 <= lr_min <= lr),
+                                ("lr_gamma", lr_gamma, 0 < lr_gamma <= 1)):
+            if not ok:
+                limit = {"lr": "> 0", "lr_min": f"in [0, lr={lr}]", "lr_gamma": "in (0, 1]"}.get(name, ">= 0")
+                raise ValueError(f"--model.{name} must be {limit}, got {value}")
         for name, value, ok in (("auxiliary_weight", auxiliary_weight, auxiliary_weight >= 0),
                                 ("drop_path_prob", drop_path_prob, 0.0 <= drop_path_prob < 1.0),
                                 ("label_smoothing", label_smoothing, 0.0 <= label_smoothing < 1.0)):

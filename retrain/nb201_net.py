@@ -11,7 +11,7 @@ from torch import nn
 
 from ops import NB201_EDGES, ConvBN, NB201Genotype, ResNetBasicBlock, create_op
 from ops.skeleton import nb201_stages
-from retrain.layers import drop_path
+from retrain.layers import check_images, drop_path
 
 
 class NB201Cell(nn.Module):
@@ -50,6 +50,7 @@ class NB201Network(nn.Module):
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.drop_path_prob = 0.0
+        self.in_channels = in_channels
         self.stem = ConvBN(in_channels, channels)
         blocks: list[nn.Module] = [
             NB201Cell(genotype, c_in) if c_in == c_out else ResNetBasicBlock(c_in, c_out, 2)
@@ -63,6 +64,7 @@ class NB201Network(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes)``."""
+        check_images(x, self.in_channels, type(self).__name__)
         x = self.stem(x)
         for block in self.cells:
             x = block(x, self.drop_path_prob) if isinstance(block, NB201Cell) else block(x)

@@ -13,9 +13,6 @@ Only rank 0 writes. The history travels in checkpoints, so a resumed run writes 
 """
 from __future__ import annotations
 
-import json
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +21,9 @@ from lightning.pytorch.callbacks import Callback
 
 from ops import DartsGenotype, Genotype
 from ops.draw import draw_cell, plot_alpha_history
+from ops.jsonfile import write_json
 
 HISTORY_VERSION = 1
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    text = json.dumps(data, indent=1)
-    # one line per innermost list of numbers (an edge's op probabilities)
-    text = re.sub(r"\[\s+([-+.\deE]+(?:,\s+[-+.\deE]+)*)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
 
 
 class SearchOutputs(Callback):
@@ -99,7 +86,7 @@ class SearchOutputs(Callback):
             if not path.exists():
                 Genotype.from_dict(record["genotype"]).save(_ensure_parent(path))
         supernet = pl_module.supernet
-        _write_json(run / "alphas.json", {
+        write_json(run / "alphas.json", {
             "format_version": HISTORY_VERSION,
             "description": "per epoch: per cell type, per edge, per op softmax probability of the architecture "
                            "weights after that epoch; ops in the order of 'candidates'",

@@ -23,7 +23,8 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from search.callbacks import SearchOutputs
 from configs import resolve_config_args
-from configs.cli import DEBUG_ENV, fail, held_output, read_checkpoint
+from configs.cli import DEBUG_ENV, check_links, fail, held_output, read_checkpoint
+from configs.guard import Diverged, FiniteGuard
 from search.checks import check_trainer_strategy
 from search.module import SearchModule
 from search.strategies import list_strategies, strategy_arguments
@@ -131,6 +132,9 @@ def check_trainer(trainer: Trainer, model: SearchModule) -> None:
     if trainer.max_epochs is None or trainer.max_epochs < 1:
         raise InputError(f"--trainer.max_epochs must be >= 1 (the cosine schedule spans it), got {trainer.max_epochs}")
     check_trainer_strategy(trainer.strategy, model.strategy)
+    if model.hparams.arch_start_epoch >= trainer.max_epochs and any(True for _ in model.arch.parameters()):
+        raise InputError(f"--model.arch_start_epoch {model.hparams.arch_start_epoch} leaves no architecture step "
+                         f"in --trainer.max_epochs {trainer.max_epochs}: use a value < {trainer.max_epochs}")
     if model.selection is not None and trainer.max_epochs <= model.selection.tune_epochs:
         raise InputError(f"--model.selection.tune_epochs {model.selection.tune_epochs} needs --trainer.max_epochs > "
                          f"{model.selection.tune_epochs} (the selection takes the last tune_epochs + 1 epochs)")
@@ -192,7 +196,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                 cli = build_cli(args, prog)
                 model, data, trainer = cli.model, cli.datamodule, cli.trainer
                 check_trainer(trainer, model)
+                supernet_args = (cli.config.model.get("supernet") or {}).get("init_args") or {}
                 check_data(data, model)
+                check_links("--model.supernet.init_args", supernet_args, type(model.supernet),
+                            {"num_classes": data.num_classes, "in_channels": data.in_channels})
                 resume = cli.config.get("resume")
                 if resume:
                     check_checkpoint(resume, model)
@@ -204,7 +211,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         if debug:
             raise
         return fail(prog, err, getattr(cli, "parser", None) or getattr(err, "parser", None))
-    trainer.fit(model, datamodule=data, ckpt_path=resume or None)
+    trainer.callbacks.insert(0, FiniteGuard("--model.lr or --model.arch_lr"))
+    try:
+        trainer.fit(model, datamodule=data, ckpt_path=resume or None)
+    except Diverged as err:
+        if debug:
+            raise
+        return fail(prog, err)
     return 0
 
 

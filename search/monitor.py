@@ -27,7 +27,8 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from ops import DartsGenotype, Genotype, NB201Genotype, create_op
-from search.callbacks import SearchOutputs, _write_json
+from ops.jsonfile import write_json
+from search.callbacks import SearchOutputs
 from supernet import ArchParameters
 
 MONITOR_VERSION = 1
@@ -361,7 +362,7 @@ class CollapseMonitor(Callback):
         return _ratio(*means)
 
     def _write(self) -> None:
-        _write_json(self.run_dir / "monitor.json", {
+        write_json(self.run_dir / "monitor.json", {
             "format_version": MONITOR_VERSION,
             "description": "per epoch: param_free_ops, the parameter-free ops (none, skip, pooling) in the genotype; "
                            "hessian_eigenvalue, the largest eigenvalue of the Hessian of the validation "

@@ -29,12 +29,20 @@ Cell = Union[str, NB201Genotype]
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     if not path.is_file():
         raise FileNotFoundError(f"NAS-Bench-201 table not found: {path}")
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path}: empty file, expected a CSV header ({LAYOUT_200})")
-        rows = [row for row in reader if row]
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            if "\x00" in handle.read(4096):
+                raise UnicodeDecodeError("utf-8", b"", 0, 1, "NUL byte")
+            handle.seek(0)
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                raise ValueError(f"{path}: empty file, expected a CSV header ({LAYOUT_200})")
+            rows = [row for row in reader if row]
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text CSV file; expected a NAS-Bench-201 table ({LAYOUT_200})") from None
+    if not rows:
+        raise ValueError(f"{path}: only a header, no cells; expected one row per cell below it")
     return [h.strip() for h in header], rows
 
 
@@ -77,6 +85,11 @@ class NB201Table:
         self._data = _columns(self.path, header, rows)
         arch_col = header.index("arch")
         self.archs: list[str] = [row[arch_col].strip() for row in rows]
+        for line, arch in enumerate(self.archs, start=2):
+            try:
+                NB201Genotype.from_arch_str(arch)
+            except ValueError as err:
+                raise ValueError(f"{self.path}:{line}: {err}") from None
         self.indices = self._data.pop("arch_index").astype(np.int64)
         self._row_of: dict[str, int] = {}
         for row, arch in enumerate(self.archs):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from ops import Genotype, NB201Genotype
+from ops.jsonfile import write_json
 from configs.cli import EXIT_USAGE, one_line
 from search import cli as search_cli
 from search.nb201_table import NB201Table
@@ -131,14 +131,6 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(f"{table['metric']}: {table['mean']:.2f}{spread}% (mean ± sample std over "
                          f"{table['n']} seeds{missing})")
     return "\n".join(lines)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write strict JSON (no NaN) atomically: a temporary file renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, path)
 
 
 # ---- command line -----------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import ops
 from ops import DartsGenotype, Genotype, NB201Genotype
-from ops.zoo import PUBLISHED, get_genotype, list_genotypes
+from ops.zoo import ALIASES, PUBLISHED, get_genotype, list_genotypes
 
 OPS = ops.list_ops()
 HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -164,7 +164,7 @@ def test_zoo_entry_validates(name: str, tmp_path: Path) -> None:
     assert _json_round_trip(genotype, tmp_path) == genotype
     assert Genotype.resolve(name) == genotype
     if isinstance(genotype, DartsGenotype):
-        assert Genotype.parse(PUBLISHED[name]) == genotype
+        assert Genotype.parse(PUBLISHED[ALIASES.get(name, name)]) == genotype
         assert len(genotype.reduce) == len(genotype.normal), "both cells need the same number of nodes"
         for op, _ in genotype.normal + genotype.reduce:
             assert op != "none", "a discretized cell never keeps a none edge"
@@ -176,6 +176,7 @@ def test_zoo_names() -> None:
     assert {"DARTS_V1", "DARTS_V2", "NASNet", "AmoebaNet", "NB201_BEST"} <= set(names)
     with pytest.raises(ValueError, match="unknown genotype 'DARTS_V3'.*DARTS_V2"):
         get_genotype("DARTS_V3")
+    assert get_genotype("DARTS") == get_genotype("DARTS_V2")  # the original repository's default --arch
 
 
 # -------------------------------------------------------------------------------------- resolve

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -91,7 +92,7 @@ BAD = [
     (["--model.regularizers+=search.robust.BetaDecay", "--model.regularizers.weight_end", "-1"],
      ["weight_end must be a finite number >= 0"]),
     (["--model.regularizers+=search.robust.BetaDecay", "--model.regularizers.weight_end", "abc"],
-     ["--model.regularizers", "Expected a float"]),
+     ["--model.regularizers.weight_end", "expected a float", "'abc'"]),
     (["--model.strategy", "gdas", "--model.strategy_args", "{}", "--model.regularizers+=search.robust.AuxiliarySkip"],
      ["auxiliary_skip", "sampled path"]),
     (["--model.strategy", "spos", "--model.strategy_args", "{}",
@@ -100,6 +101,13 @@ BAD = [
      ["--model.selection.tune_epochs 5", "--trainer.max_epochs > 5"]),
     (["--model.strategy", "drnas", "--model.strategy_args", "{regularization: l1}"], ["l2, kl"]),
     (["--model.strategy", "gdas", "--model.strategy_args", "{edge_form: both}"], ["auto, sum, selected"]),
+    # input that would make the run meaningless
+    (["--data.cutout", "100"], ["--data.cutout 100", "side 8", "< 8"]),
+    (["--model.arch_start_epoch", "5"], ["--model.arch_start_epoch 5", "--trainer.max_epochs 1", "< 1"]),
+    (["--model.supernet.init_args.num_classes", "1"], ["--model.supernet.init_args.num_classes 1 conflicts", "10"]),
+    (["--model.supernet.init_args.in_channels", "2"], ["--model.supernet.init_args.in_channels 2 conflicts", "1"]),
+    (["--data.subset", "100000"], ["--data.subset 100000", "at most 1437"]),
+    (["--data", "nasdata.NpzDataModule", "--data.path", "one_class.npz"], ["1 output class", "at least 2", "single class"]),
 ]
 
 
@@ -108,6 +116,9 @@ def test_bad_input_gives_one_line(tmp_path, monkeypatch, capsys, extra, needles)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "corrupt.ckpt").write_bytes(b"\x80\x04not a checkpoint")
     (tmp_path / "bad.yaml").write_text("model:\n  foo: 1\n")
+    images = np.random.default_rng(0).integers(0, 255, (64, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "one_class.npz", x_train=images, y_train=np.zeros(64, np.int64), x_test=images[:8],
+             y_test=np.zeros(8, np.int64))
     status = main(TINY + extra)
     captured = capsys.readouterr()
     assert status == 2

@@ -86,6 +86,9 @@ def _setup(strategy: str, cfg: Any) -> dict[str, Any]:
     if cfg.log_every < 0:
         raise ValueError(f"log_every must be >= 0, got {cfg.log_every}")
     run_dir = Path(cfg.out_dir) / (cfg.name or strategy)
+    blocking = next((p for p in (Path(cfg.out_dir), *Path(cfg.out_dir).parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:  # checked before any search runs
+        raise ValueError(f"--out_dir {cfg.out_dir}: {blocking} is a file, not a folder; pass another --out_dir")
     if run_dir.exists() and not cfg.overwrite:
         raise ValueError(f"run folder {run_dir} exists; pass --overwrite true or another --name")
     return {"table": table, "evaluator": evaluator, "budget": budget, "strategy": search, "run_dir": run_dir,

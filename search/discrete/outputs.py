@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
+from ops.jsonfile import write_json
 from search.discrete.loop import SearchResult
 from search.discrete.pareto import plot_pareto
 
@@ -51,7 +51,7 @@ def write_run(results: Sequence[SearchResult[Any]], run_dir: Path, summary: dict
                 writer = csv.writer(handle)
                 writer.writerow(["arch", result.metric_name, f"{size}_m"])
                 writer.writerows([r.arch, f"{r.metric:.6f}", f"{getattr(r, size):.6f}"] for r in result.pareto(size))
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(tmp / "summary.json", summary, indent=2)
         if config_text:
             (tmp / "config.yaml").write_text(config_text)
         if run_dir.exists():

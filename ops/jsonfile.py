@@ -1,0 +1,25 @@
+"""The one JSON writer of the project: strict JSON (a non-finite number is an error, not a bare ``NaN``), written
+atomically (a temporary file renamed into place), numbers of an innermost list on one line."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+_NUMBER_LIST = re.compile(r"\[\s+([-+.\deE]+(?:,\s+[-+.\deE]+)*)\s+\]")
+
+
+def write_json(path: str | os.PathLike, data: Any, indent: int = 1) -> None:
+    """Write ``data`` to ``path``; a NaN or infinity raises ``ValueError`` naming the file (nothing is written)."""
+    path = Path(path)
+    try:
+        text = json.dumps(data, indent=indent, allow_nan=False)
+    except ValueError as err:
+        raise ValueError(f"{path}: refusing to write non-strict JSON ({err})") from None
+    text = _NUMBER_LIST.sub(lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
