@@ -4,9 +4,11 @@ Each run searches the NB201 supernet with ``SearchModule`` and a Lightning ``Tra
 images, split in half (weights / architecture) as in the NAS-Bench-201 paper, and looks up the 200-epoch CIFAR-10 test
 accuracy of the cell it returns (``NB201Table``). Methods (``METHODS``): DARTS 1st order ("DARTS-V1"), GDAS as the
 NAS-Bench-201 authors ran it (edge sum, weights first, Nesterov, alphas clipped with the weights) and in its
-selected-op form, beta-DARTS, DARTS-, DrNAS, SDARTS-RS, and DARTS / beta-DARTS with perturbation selection (DARTS-PT),
-several seeds each (the seed sets the initial weights and alphas and the methods' noise; the data split is fixed, as
-the benchmark's cifar10-valid split is).
+selected-op form, beta-DARTS, DARTS-, DrNAS, SDARTS-RS, and DARTS / beta-DARTS / SDARTS-RS with perturbation
+selection (DARTS-PT; ``_PT``: the validation loss on the whole architecture split, ``none`` never kept; ``_PT_V1``,
+the first setting measured: accuracy on 10 batches, ``none`` allowed), several seeds each (the seed sets the
+initial weights and alphas and the methods' noise; the data split is fixed, as the benchmark's cifar10-valid split
+is). Each run also records its op probabilities after every epoch (``epoch_probabilities``, before any selection).
 
 The paper's search (C=16, N=5 cells per stage, 25k/25k images, 50-100 epochs, batch 64) costs GPU-hours; the defaults
 here are sized so that every method can be run over three seeds on the 2-core development CPU in one sitting: C=8,
@@ -52,8 +54,11 @@ PUBLISHED = {"darts": ("DARTS-V1", 54.30, 0.00), "gdas": ("GDAS", 93.61, 0.09), 
              "drnas": ("DrNAS", 94.36, 0.00)}  # as the robust-search issue lists them; none published for the others
 LABELS = {"darts": "DARTS 1st order", "gdas": "GDAS", "gdas_v1": "GDAS (selected-op form)",
           "beta_darts": "beta-DARTS", "darts_minus": "DARTS-", "drnas": "DrNAS", "sdarts_rs": "SDARTS-RS",
-          "beta_darts_pt": "beta-DARTS + PT", "darts_pt": "DARTS + PT"}
-_PT = {"tune_epochs": 3, "probe_batches": 10}
+          "beta_darts_pt": "beta-DARTS + PT",
+          "sdarts_rs_pt": "SDARTS-RS + PT", "sdarts_rs_pt_v1": "SDARTS-RS + PT (acc, 10 batches, none kept)",
+          "darts_pt": "DARTS + PT"}
+_PT_V1 = {"tune_epochs": 3, "probe_batches": 10, "keep_none": True}  # accuracy on 10 probe batches, none allowed
+_PT = {"tune_epochs": 3, "probe_batches": 79, "criterion": "loss"}  # the loss on the whole split (79 batches)
 _GDAS_LOOP = {"nesterov": True, "weights_first": True, "clip_with_arch": True}  # the authors' NB201 loop
 METHODS: dict[str, dict[str, Any]] = {
     # strategy, its arguments, regularizers (search.robust class name -> arguments), selection (arguments of
@@ -65,9 +70,13 @@ METHODS: dict[str, dict[str, Any]] = {
     "darts_minus": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"AuxiliarySkip": {}}},
     "drnas": {"strategy": "drnas"},
     "sdarts_rs": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"RandomSmoothing": {}}},
-    "darts_pt": {"strategy": "darts", "strategy_args": {"order": 1}, "selection": _PT},
+    "darts_pt": {"strategy": "darts", "strategy_args": {"order": 1}, "selection": _PT_V1},
+    "sdarts_rs_pt": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"RandomSmoothing": {}},
+                     "selection": _PT},
+    "sdarts_rs_pt_v1": {"strategy": "darts", "strategy_args": {"order": 1},
+                        "regularizers": {"RandomSmoothing": {}}, "selection": _PT_V1},
     "beta_darts_pt": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"BetaDecay": {}},
-                      "selection": _PT},
+                      "selection": _PT_V1},
 }
 PAPER_SCALE = {"channels": 16, "cells": 5, "images": 50000, "epochs": 50, "batch_size": 64}
 OPTIMUM = 94.37
@@ -116,6 +125,7 @@ def search_once(config: SearchConfig, method: str, seed: int) -> dict[str, Any]:
     torch.backends.cudnn.benchmark = config.device == "cuda"  # fixed input sizes: let cuDNN pick kernels
     table = NB201Table(config.table)
     trace: list[str] = []
+    probabilities: list[list[list[float]]] = []  # per epoch, the [6 edges][5 ops] op probabilities (before PT)
     clock: dict[str, float] = {}
 
     class EpochCells(Callback):
@@ -126,6 +136,7 @@ def search_once(config: SearchConfig, method: str, seed: int) -> dict[str, Any]:
 
         def on_train_epoch_end(self, trainer: L.Trainer, pl_module: SearchModule) -> None:
             trace.append(pl_module.genotype().to_arch_str())
+            probabilities.append([[round(float(p), 5) for p in edge] for edge in pl_module.strategy.probabilities(pl_module.arch)["normal"]])
             val_acc = float(trainer.callback_metrics.get("val_acc", math.nan))
             print(f"  [{LABELS.get(method, method)} seed {seed}] epoch {len(trace)}/{config.epochs}: "
                   f"{table.accuracy(trace[-1], 'cifar10', 'test'):6.2f}  {trace[-1]}  (supernet val_acc "
@@ -163,7 +174,7 @@ def search_once(config: SearchConfig, method: str, seed: int) -> dict[str, Any]:
     metrics = trainer.callback_metrics
     return {
         "method": method, "seed": seed, "cell": cell, "test_acc": table.accuracy(cell, "cifar10", "test"),
-        "epoch_cells": trace, "epoch_test_acc": [table.accuracy(c, "cifar10", "test") for c in trace],
+        "epoch_cells": trace, "epoch_probabilities": probabilities, "epoch_test_acc": [table.accuracy(c, "cifar10", "test") for c in trace],
         "supernet_val_acc": float(metrics["val_acc"]) if "val_acc" in metrics else math.nan,
         "seconds": seconds, "train_seconds": clock["train"], "steps_per_epoch": trainer.num_training_batches,
         "global_step": trainer.global_step,

@@ -141,6 +141,16 @@ def test_bad_input_subprocess(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_successful_run_prints_no_deprecation_warnings(tmp_path):
+    """A real process: the config library's deprecation notices about Lightning's use of it stay silent."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("JSONARGPARSE_DEPRECATION_WARNINGS", None)
+    proc = subprocess.run([sys.executable, "-m", "search.darts", *TINY, "--outputs.pictures", "false"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "deprecat" not in (proc.stdout + proc.stderr).lower(), proc.stderr
+
+
 def test_help_documents_the_options(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
