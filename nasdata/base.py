@@ -109,6 +109,9 @@ class ImageDataModule(L.LightningDataModule, ABC):
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs (``fit``/``validate``: training side; ``test``: test set)."""
         fitting = stage in (None, "fit", "validate")
+        if fitting and self.cutout >= self.image_size:
+            raise ValueError(f"--data.cutout {self.cutout} is not smaller than the images' side {self.image_size}: "
+                             f"it would blank (nearly) every training pixel; use 0 (off) or < {self.image_size}")
         if fitting and self.search_split:
             self._setup_search()
         elif fitting and self._train_set is None:
@@ -122,9 +125,6 @@ class ImageDataModule(L.LightningDataModule, ABC):
         if self.subset is not None and self.subset > n:
             raise ValueError(f"--data.subset {self.subset} exceeds the {n} training images of {type(self).__name__}: "
                              f"use at most {n}, or null for all")
-        if self.cutout >= self.image_size:
-            raise ValueError(f"--data.cutout {self.cutout} is not smaller than the images' side {self.image_size}: "
-                             f"it would blank (nearly) every training pixel; use 0 (off) or < {self.image_size}")
         return list(range(n if self.subset is None else self.subset))
 
     def _setup_search(self) -> None:

@@ -25,7 +25,7 @@ from search.callbacks import SearchOutputs
 from configs import resolve_config_args
 from configs.cli import DEBUG_ENV, check_links, fail, held_output, read_checkpoint
 from configs.guard import Diverged, FiniteGuard
-from search.checks import check_trainer_strategy
+from search.checks import check_epochs, check_trainer_strategy
 from search.module import SearchModule
 from search.strategies import list_strategies, strategy_arguments
 
@@ -135,9 +135,7 @@ def check_trainer(trainer: Trainer, model: SearchModule) -> None:
     if model.hparams.arch_start_epoch >= trainer.max_epochs and any(True for _ in model.arch.parameters()):
         raise InputError(f"--model.arch_start_epoch {model.hparams.arch_start_epoch} leaves no architecture step "
                          f"in --trainer.max_epochs {trainer.max_epochs}: use a value < {trainer.max_epochs}")
-    if model.selection is not None and trainer.max_epochs <= model.selection.tune_epochs:
-        raise InputError(f"--model.selection.tune_epochs {model.selection.tune_epochs} needs --trainer.max_epochs > "
-                         f"{model.selection.tune_epochs} (the selection takes the last tune_epochs + 1 epochs)")
+    check_epochs(trainer.max_epochs, model.selection)
 
 
 # ---- entry point ------------------------------------------------------------------------------------------------
