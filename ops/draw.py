@@ -52,7 +52,7 @@ _UNIT_IN = 0.78  # inches per layout unit
 _LAYER_DX = 3.3  # horizontal distance between layers (layout units)
 _NODE_DY = 1.55  # vertical distance between nodes of a layer
 _NODE_R = 0.36  # radius of an intermediate node
-_BOX_W, _BOX_H = 1.05, 0.62  # size of the input/output boxes
+_BOX_W, _BOX_H = 1.4, 0.62  # size of the input/output boxes
 
 
 def op_color(op: str) -> str:
@@ -126,17 +126,19 @@ def _cell_graph(genotype: Genotype, cell: str) -> tuple[list[_Node], list[_Edge]
         for node in range(2, steps + 2):
             layer[node] = 1 + max(layer[src] for _, src in edges_raw[2 * (node - 2): 2 * (node - 2) + 2])
         out_layer = 1 + max(layer[n] for n in concat)
-        nodes = [_Node("0", r"$c_{k-2}$", "input", 0), _Node("1", r"$c_{k-1}$", "input", 0)]
-        nodes += [_Node(str(n), str(n - 2), "inner" if n in concat else "unused", layer[n])
+        # nodes carry the numbers of genotype.json: 0 = c_{k-2}, 1 = c_{k-1}, 2.. the intermediate nodes
+        nodes = [_Node("0", r"0: $c_{k-2}$", "input", 0), _Node("1", r"1: $c_{k-1}$", "input", 0)]
+        nodes += [_Node(str(n), str(n), "inner" if n in concat else "unused", layer[n])
                   for n in range(2, steps + 2)]
         nodes.append(_Node("out", r"$c_{k}$", "output", out_layer))
         edges = [_Edge(str(src), str(2 + i // 2), op) for i, (op, src) in enumerate(edges_raw)]
         edges += [_Edge(str(n), "out", None) for n in concat]
         title = "normal cell" if cell == "normal" else "reduction cell"
-        unused = [str(n - 2) for n in range(2, steps + 2) if n not in concat]
-        note = f"output = concat of node{'s' if len(concat) > 1 else ''} {', '.join(str(n - 2) for n in concat)}"
+        unused = [str(n) for n in range(2, steps + 2) if n not in concat]
+        note = f"output = concat of node{'s' if len(concat) > 1 else ''} {', '.join(str(n) for n in concat)}"
         if unused:
             note += f"; node{'s' if len(unused) > 1 else ''} {', '.join(unused)} (dashed) not concatenated"
+        note += "\nnodes numbered as in genotype.json: inputs 0, 1; intermediate nodes 2.." + str(steps + 1)
         return nodes, edges, title, note
     if isinstance(genotype, NB201Genotype):
         if cell != "normal":
@@ -292,8 +294,8 @@ def draw_cell(genotype: Genotype, cell: str = "normal", path: str | os.PathLike 
     """Draw one cell of ``genotype`` to ``path`` (PNG, SVG or PDF, chosen by the suffix).
 
     DARTS genotypes: ``cell`` is ``normal`` or ``reduce``; the picture shows the inputs
-    c_{k-2}, c_{k-1}, the intermediate nodes 0..steps-1 and the output c_{k}, fed only by the concat
-    nodes. NB201 genotypes: ``cell`` is ``normal``; nodes 0..3 and six edges, ``none`` edges dashed grey.
+    0 (c_{k-2}) and 1 (c_{k-1}), the intermediate nodes 2..steps+1 (numbered as in ``genotype.json``) and
+    the output c_{k}, fed only by the concat nodes. NB201 genotypes: ``cell`` is ``normal``; nodes 0..3 and six edges, ``none`` edges dashed grey.
     Each edge is labelled with its op. ``title`` replaces the default title.
     """
     if path is None:
@@ -363,13 +365,12 @@ def _edge_grid(n_edges: int) -> tuple[list[tuple[int, int]], list[str], int, int
     while total < n_edges:
         steps += 1
         total += steps + 1
-    if total == n_edges:
-        names = ["c_{k-2}", "c_{k-1}"] + [str(i) for i in range(steps)]
+    if total == n_edges:  # node numbers as in genotype.json: 0 = c_{k-2}, 1 = c_{k-1}, 2.. intermediate
         cells, titles = [], []
         for node in range(steps):
             for src in range(node + 2):
                 cells.append((node, src))
-                titles.append(f"${names[src]}$ → {node}" if src < 2 else f"{names[src]} → {node}")
+                titles.append(f"{src} → {node + 2}")
         return cells, titles, steps, steps + 1
     cols = math.ceil(math.sqrt(n_edges))
     rows = math.ceil(n_edges / cols)
@@ -396,15 +397,20 @@ def _history_array(history: Sequence[Mapping[str, Sequence[Sequence[float]]]], c
 
 
 def plot_alpha_history(history: Sequence[Mapping[str, Sequence[Sequence[float]]]], candidates: Sequence[str],
-                       path: str | os.PathLike, cell: str | None = None) -> None:
+                       path: str | os.PathLike, cell: str | None = None,
+                       kept: Mapping[str, Sequence[str | None]] | None = None) -> None:
     """Plot how the architecture weights evolved over the epochs of a search.
 
     ``history`` holds one record per epoch, ``{cell_type: [[weight of op for op in candidates] for edge]}``
     (usually softmax probabilities). Per cell type (only ``cell`` if given) the figure has a grid of
-    small plots, one per edge, each with one line per op; one legend is shared. Edges are expected in
-    supernet order: DARTS node by node, each node's inputs c_{k-2}, c_{k-1}, 0, 1, ... (2 + 3 + ...
-    edges, drawn as a triangle: row = node, column = input); NAS-Bench-201 in ``NB201_EDGES`` order
-    (6 edges); any other count as a plain grid. Written atomically to ``path`` (PNG, SVG or PDF by suffix).
+    small plots, one per edge, each with one line per op; one legend is shared. Each plot has its own
+    y range (the weights of a short search stay close to uniform, drawn dotted), so small moves show.
+    ``kept`` (per cell type, per edge: the op the genotype keeps, ``None`` for an edge it drops) thickens
+    that op's line and names it above the plot. Edges are expected in supernet order: DARTS node by node,
+    each node's inputs 0, 1, 2, ... (2 + 3 + ... edges, drawn as a triangle: row = node, column = input;
+    titles ``source → node`` numbered as in ``genotype.json``: 0 = c_{k-2}, 1 = c_{k-1}, 2.. intermediate);
+    NAS-Bench-201 in ``NB201_EDGES`` order (6 edges); any other count as a plain grid. Written atomically
+    to ``path`` (PNG, SVG or PDF by suffix).
     """
     path, fmt = _check_path(path)
     candidates = list(candidates)
@@ -421,10 +427,11 @@ def plot_alpha_history(history: Sequence[Mapping[str, Sequence[Sequence[float]]]
         raise ValueError("history records hold no cell types")
     data = {c: _history_array(history, c, len(candidates)) for c in cell_types}
     grids = {c: _edge_grid(data[c].shape[1]) for c in cell_types}
+    kept = _check_kept(kept, data, candidates)
 
     # Manual layout in inches (constrained layout costs seconds for a few dozen axes).
-    sub_w, sub_h, gap_w, gap_h = 2.1, 1.3, 0.22, 0.42
-    left, right, legend_h, title_h, bottom_h = 0.62, 0.2, 0.75, 0.5, 0.55
+    sub_w, sub_h, gap_w, gap_h = 2.1, 1.3, 0.42, 0.42
+    left, right, legend_h, title_h, bottom_h = 0.62, 0.2, 0.95, 0.5, 0.55
     cols = max(g[3] for g in grids.values())
     section_h = {c: title_h + grids[c][2] * sub_h + (grids[c][2] - 1) * gap_h + bottom_h for c in cell_types}
     width = left + cols * sub_w + (cols - 1) * gap_w + right
@@ -433,6 +440,7 @@ def plot_alpha_history(history: Sequence[Mapping[str, Sequence[Sequence[float]]]
     FigureCanvasAgg(fig)
     epochs = np.arange(1, len(history) + 1)
     marker = "o" if len(history) == 1 else None
+    uniform = 1.0 / len(candidates)
     top_in = legend_h  # distance of the current section's top from the top of the figure
     for c in cell_types:
         weights = data[c]
@@ -441,26 +449,31 @@ def plot_alpha_history(history: Sequence[Mapping[str, Sequence[Sequence[float]]]
         fig.text(0.5, 1 - (top_in + 0.22) / height, f"{heading}: architecture weights per edge",
                  ha="center", va="center", fontsize=11.5, fontweight="bold")
         used = set(cells)
-        ymax = max(float(weights.max()) * 1.08, 1e-6)
         first = None
         for e, ((r, k), name) in enumerate(zip(cells, titles)):
             x_in = left + k * (sub_w + gap_w)
             y_in = top_in + title_h + r * (sub_h + gap_h) + sub_h  # bottom edge, from the top
-            ax = fig.add_axes((x_in / width, 1 - y_in / height, sub_w / width, sub_h / height),
-                              sharex=first, sharey=first)
+            ax = fig.add_axes((x_in / width, 1 - y_in / height, sub_w / width, sub_h / height), sharex=first)
             first = first or ax
+            keep = None if kept is None else kept[c][e]
+            ax.axhline(uniform, color="#777777", linewidth=0.8, linestyle=":", zorder=1)
             for o, op in enumerate(candidates):
-                ax.plot(epochs, weights[:, e, o], color=op_color(op), linewidth=1.4, marker=marker,
-                        markersize=3, linestyle="--" if op == "none" else "-")
-            winner = candidates[int(weights[-1, e].argmax())]
+                ax.plot(epochs, weights[:, e, o], color=op_color(op), marker=marker, markersize=3,
+                        linewidth=2.8 if op == keep else 1.1, linestyle="--" if op == "none" else "-",
+                        zorder=3 if op == keep else 2)
             ax.set_title(name, fontsize=8.5, pad=3, loc="left")
-            ax.set_title(winner, fontsize=7.5, pad=3, loc="right", color=op_color(winner))
-            ax.set_ylim(0, ymax)
+            if kept is not None:
+                ax.set_title(keep if keep is not None else "dropped", fontsize=7.5, pad=3, loc="right",
+                             color=op_color(keep) if keep is not None else "#8a8a8a",
+                             fontweight="bold" if keep is not None else "normal")
+            low, high = min(float(weights[:, e].min()), uniform), max(float(weights[:, e].max()), uniform)
+            pad = max(0.08 * (high - low), 1e-4)
+            ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad))
             margin = 0.5 if len(epochs) == 1 else 0.0  # a single epoch: a dot in the middle
             ax.set_xlim(epochs[0] - margin, epochs[-1] + margin)
-            ax.tick_params(labelsize=7, length=2, labelbottom=(r + 1, k) not in used,
-                           labelleft=k == 0 or (r, k - 1) not in used)
+            ax.tick_params(labelsize=6.5, length=2, labelbottom=(r + 1, k) not in used)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
             ax.grid(alpha=0.25, linewidth=0.5)
             if r == rows - 1:
                 ax.set_xlabel("epoch", fontsize=7.5, labelpad=1)
@@ -470,8 +483,31 @@ def plot_alpha_history(history: Sequence[Mapping[str, Sequence[Sequence[float]]]
     handles = [Line2D([], [], color=op_color(op), linewidth=2, linestyle="--" if op == "none" else "-")
                for op in candidates]
     ncol = max(1, min(len(candidates), int((width - 0.4) / 1.4)))
+    note = "each plot: its own y range; dotted: uniform (1/%d)" % len(candidates)
+    if kept is not None:
+        note += "; right of each title (thick line): the op the genotype keeps"
+    if any(g[1] and "→" in g[1][0] for g in grids.values()):
+        note += "\ntitles: source → target node, numbered as in genotype.json"
+        if len(data[cell_types[0]][0]) != len(NB201_EDGES):
+            note += " (0 = $c_{k-2}$, 1 = $c_{k-1}$, 2.. intermediate nodes)"
     fig.legend(handles, candidates, loc="center", bbox_to_anchor=(0.5, 1 - (legend_h / 2) / height),
                ncol=ncol, fontsize=8.5, frameon=False, handlelength=1.8, columnspacing=1.2,
-               title="candidate ops (right of each plot title: the strongest op at the last epoch)",
-               title_fontsize=8)
+               title=note, title_fontsize=8)
     _save_atomic(fig, path, fmt)
+
+
+def _check_kept(kept: Mapping[str, Sequence[str | None]] | None, data: Mapping[str, np.ndarray],
+                candidates: Sequence[str]) -> Mapping[str, Sequence[str | None]] | None:
+    """``kept`` if it names a candidate (or ``None``) for every edge of every plotted cell type."""
+    if kept is None:
+        return None
+    for c, weights in data.items():
+        ops = kept.get(c)
+        if ops is None or len(ops) != weights.shape[1]:
+            raise ValueError(f"kept: expected one op (or None) per edge of cell type {c!r} "
+                             f"({weights.shape[1]} edges), got {None if ops is None else len(ops)}")
+        unknown = [op for op in ops if op is not None and op not in candidates]
+        if unknown:
+            raise ValueError(f"kept: unknown op {unknown[0]!r} for cell type {c!r}; candidates: "
+                             f"{', '.join(candidates)}")
+    return kept

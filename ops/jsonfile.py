@@ -1,5 +1,6 @@
 """The one JSON writer of the project: strict JSON (a non-finite number is an error, not a bare ``NaN``), written
-atomically (a temporary file renamed into place), numbers of an innermost list on one line."""
+atomically (a temporary file renamed into place), numbers of an innermost list on one line; and the atomic text
+writer it uses (reports)."""
 from __future__ import annotations
 
 import json
@@ -18,8 +19,17 @@ def write_json(path: str | os.PathLike, data: Any, indent: int = 1) -> None:
         text = json.dumps(data, indent=indent, allow_nan=False)
     except ValueError as err:
         raise ValueError(f"{path}: refusing to write non-strict JSON ({err})") from None
-    text = _NUMBER_LIST.sub(lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+    write_text(path, _NUMBER_LIST.sub(lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, renamed into place."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

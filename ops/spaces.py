@@ -53,6 +53,10 @@ class SearchSpace(ABC):
     def edge_ops(self, genotype: Genotype) -> dict[str, list[int]]:
         """Per cell type, the candidate index each edge runs for ``genotype`` (``none`` on unused edges)."""
 
+    @abstractmethod
+    def kept_ops(self, genotype: Genotype) -> dict[str, list[str | None]]:
+        """Per cell type and edge, the op ``genotype`` keeps there (``None``: the edge is dropped)."""
+
     def cell_ops(self) -> tuple[str, ...]:
         """The candidates a discrete cell of this space may hold."""
         return self.candidates
@@ -125,6 +129,18 @@ class DartsSpace(SearchSpace):
         """The DARTS rule (``ops.discretize.discretize_darts``)."""
         return discretize_darts(weights, self.candidates, self.steps, self.multiplier, edge_weights)
 
+    def kept_ops(self, genotype: Genotype) -> dict[str, list[str | None]]:
+        """Each kept ``(op, input)`` on its edge, ``None`` on the edges the cell drops."""
+        if not isinstance(genotype, DartsGenotype) or genotype.steps != self.steps:
+            raise ValueError(f"a DARTS-space supernet of {self.steps} nodes per cell cannot hold {genotype!r}")
+        out: dict[str, list[str | None]] = {}
+        for cell in self.cell_types:
+            kept: list[str | None] = [None] * self.num_edges
+            for k, (op, src) in enumerate(getattr(genotype, cell)):
+                kept[self.edge(k // 2, src)] = op
+            out[cell] = kept
+        return out
+
     def edge_ops(self, genotype: Genotype) -> dict[str, list[int]]:
         """Each kept ``(op, input)`` on its edge, ``none`` everywhere else (needs ``none`` among the candidates)."""
         if not isinstance(genotype, DartsGenotype):
@@ -171,6 +187,12 @@ class NB201Space(SearchSpace):
         if "normal" not in weights:
             raise ValueError("the NB201 rule needs weights['normal']")
         return discretize_nb201(weights["normal"], self.candidates)
+
+    def kept_ops(self, genotype: Genotype) -> dict[str, list[str | None]]:
+        """The op of each of the six edges (all kept)."""
+        if not isinstance(genotype, NB201Genotype):
+            raise ValueError(f"an NB201 supernet cannot hold a {type(genotype).__name__}")
+        return {"normal": list(genotype.edges)}
 
     def edge_ops(self, genotype: Genotype) -> dict[str, list[int]]:
         """The op of each of the six edges."""

@@ -6,15 +6,17 @@ checkpoint) end with one ``retrain: error: ...`` line on stderr and exit status 
 """
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import torch
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 
 from nasdata import ImageDataModule
 from configs import resolve_config_args
@@ -63,7 +65,13 @@ class RetrainCLI(LightningCLI):
         self.model = self._get(self.config_init, "model")
         if self.config.resume is not None:
             check_resume_matches(self.config.resume, self.model)
-        self.trainer = self.instantiate_trainer()
+        logger = self.config_init.trainer.get("logger")
+        if logger is None or logger is True:  # Lightning's default logger, but always CSV (metrics.csv): not
+            # TensorBoard merely because tensorboard happens to be installed
+            root = self.config_init.trainer.get("default_root_dir") or os.getcwd()
+            self.trainer = self.instantiate_trainer(logger=CSVLogger(root, name="lightning_logs"))
+        else:
+            self.trainer = self.instantiate_trainer()
 
 
 def check_run(cli: RetrainCLI) -> None:

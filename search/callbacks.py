@@ -7,9 +7,14 @@ shared with ``config.yaml`` (LightningCLI), ``metrics.csv`` (the logger) and ``c
     genotypes/epoch_XXX.json   the genotype after every epoch
     alphas.json                per epoch, per cell type, per edge, per op: the op probabilities (+ val_acc)
     cell_normal.png            the final cells (cell_reduce.png too for the DARTS space)
-    alphas.png                 how the op probabilities evolved, one small plot per edge
+    alphas.png                 how the op probabilities evolved, one small plot per edge, the kept op marked
+    importance.json / .png     per edge and op, the supernet's accuracy drop without it (search.importance)
+    command.txt                the command line that started the run
+    report.html                all of it in one self-contained page (search.report)
 
-Only rank 0 writes. The history travels in checkpoints, so a resumed run writes the whole of it.
+Every rank measures the importance (its accuracies are pooled); only rank 0 writes. The history travels in
+checkpoints, so a resumed run writes the whole of it. With a TensorBoard logger the op probabilities of every
+epoch go there as histograms and the final pictures as images.
 """
 from __future__ import annotations
 
@@ -17,11 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from ops import DartsGenotype, Genotype
 from ops.draw import draw_cell, plot_alpha_history
-from ops.jsonfile import write_json
+from ops.figures import plot_importance
+from ops.jsonfile import write_json, write_text
+from search.importance import op_importance, probe_set
+from search.report import COMMAND, oneshot_report, spread_line
 
 HISTORY_VERSION = 1
 
@@ -33,17 +42,30 @@ class SearchOutputs(Callback):
     Args:
         pictures: Draw the final cells and the weight history (PNG).
         summary: Print the genotype and the written files at the end.
+        importance_batches: Validation batches the op importance is measured on at the end (0: not measured).
+        report: Write ``report.html``.
     """
 
-    def __init__(self, pictures: bool = True, summary: bool = True) -> None:
+    def __init__(self, pictures: bool = True, summary: bool = True, importance_batches: int = 4,
+                 report: bool = True) -> None:
+        if isinstance(importance_batches, bool) or not isinstance(importance_batches, int) or importance_batches < 0:
+            raise ValueError(f"--outputs.importance_batches must be an integer >= 0, got {importance_batches!r}")
         self.pictures = pictures
         self.summary = summary
+        self.importance_batches = importance_batches
+        self.report = report
+        self.command: str | None = None  # the command line that started the run (set by search.cli)
         self.history: list[dict[str, Any]] = []
         self.run_dir: Path | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # ``trainer.log_dir`` is a collective under DDP: every rank asks, once, here.
         self.run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the command line that started the run (``command.txt``)."""
+        if trainer.is_global_zero and self.run_dir is not None and self.command:
+            write_text(self.run_dir / COMMAND, self.command + "\n")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Record this epoch's probabilities and genotype; rank 0 writes them."""
@@ -60,9 +82,17 @@ class SearchOutputs(Callback):
         self.history = [r for r in self.history if r["epoch"] != record["epoch"]] + [record]
         if trainer.is_global_zero and self.run_dir is not None:
             self._write_history(pl_module)
+            board = _tensorboard(trainer)
+            if board is not None:
+                for cell, p in record["probabilities"].items():
+                    board.add_histogram(f"op_probabilities/{cell}", torch.tensor(p), record["epoch"])
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Write the final genotype and the pictures; print the summary."""
+        """Measure the op importance (every rank); write the final genotype, the pictures and the report."""
+        importance = None
+        if self.importance_batches and self.run_dir is not None:
+            probe = probe_set(trainer.datamodule.val_dataloader(), self.importance_batches, pl_module.device)
+            importance = op_importance(pl_module.supernet, pl_module.eval_weights(), probe, pl_module.reduce_mean)
         if not trainer.is_global_zero or self.run_dir is None:
             return
         run = self.run_dir
@@ -71,8 +101,19 @@ class SearchOutputs(Callback):
         genotype.save(run / "genotype.json")
         if self.history:
             self._write_history(pl_module)
+        if importance is not None:
+            write_importance(run, importance, pl_module, genotype, self.importance_batches, self.pictures)
         if self.pictures:
             self._draw(genotype, pl_module)
+            board = _tensorboard(trainer)
+            if board is not None:
+                for picture in sorted(run.glob("*.png")):
+                    board.add_image(f"pictures/{picture.stem}", _read_png(picture), trainer.global_step,
+                                    dataformats="HWC")
+        if self.report:
+            if hasattr(trainer.logger, "save"):
+                trainer.logger.save()  # flush metrics.csv for the curves
+            oneshot_report(run)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Print the summary (after the progress bar has closed)."""
@@ -104,11 +145,13 @@ class SearchOutputs(Callback):
             draw_cell(genotype, cell, run / f"cell_{cell}.png")
         if self.history:
             plot_alpha_history([r["probabilities"] for r in self.history], pl_module.supernet.candidates,
-                               run / "alphas.png")
+                               run / "alphas.png", kept=pl_module.supernet.search_space.kept_ops(genotype))
 
     def _print_summary(self, trainer: L.Trainer, genotype: Genotype) -> None:
         last = self.history[-1] if self.history else {}
         accuracy = f", val_acc {last['val_acc']:.4f}" if "val_acc" in last else ""
+        if last.get("probabilities"):
+            accuracy += f".\nArchitecture: {spread_line(last['probabilities'])}"
         present = sorted(p.name + ("/" if p.is_dir() else "") for p in self.run_dir.iterdir())
         print(f"\nSearch finished after {trainer.current_epoch} epochs ({trainer.global_step} optimizer steps)"
               f"{accuracy}.\nGenotype: {genotype.to_text()}\nRun folder: {self.run_dir}\n"
@@ -121,6 +164,40 @@ class SearchOutputs(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the per-epoch history of a resumed run."""
         self.history = list(state_dict.get("history", []))
+
+
+def write_importance(run: Path, importance: tuple[float, dict[str, list[list[float]]]], pl_module: L.LightningModule,
+                     genotype: Genotype, batches: int, picture: bool = True, checkpoint: str | None = None) -> None:
+    """``importance.json`` (and ``importance.png``) from ``op_importance``'s result."""
+    base, drops = importance
+    supernet = pl_module.supernet
+    probabilities = {cell: p.double().cpu().tolist() for cell, p in pl_module.probabilities().items()}
+    write_json(run / "importance.json", {
+        "description": "per cell type, per edge, per op: the supernet's validation accuracy (fraction) without that "
+                       "op on that edge subtracted from its accuracy with every op ('accuracy'); ops in the order of "
+                       "'candidates', edges in supernet order",
+        "candidates": list(supernet.candidates), "batches": batches, "checkpoint": checkpoint,
+        "accuracy": base, "drop": drops, "probabilities": probabilities, "genotype": genotype.to_dict()})
+    if picture:
+        plot_importance(probabilities, drops, supernet.candidates, run / "importance.png",
+                        kept=supernet.search_space.kept_ops(genotype), base_accuracy=base)
+
+
+def _tensorboard(trainer: L.Trainer) -> Any | None:
+    """The ``SummaryWriter`` of the trainer's TensorBoard logger, if it has one."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def _read_png(path: Path) -> Any:
+    """A PNG as an ``[H, W, 3]`` float array."""
+    from matplotlib.image import imread
+
+    return imread(path)[..., :3]
 
 
 def _ensure_parent(path: Path) -> Path:

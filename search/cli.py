@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 from argparse import ArgumentError
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -103,6 +105,38 @@ def check_data(datamodule: LightningDataModule, model: SearchModule) -> None:
             supernet.train(was_training)
         if int(y.max()) >= logits.shape[1]:
             raise InputError(f"label {int(y.max())} but the supernet has {logits.shape[1]} outputs")
+
+
+class _ModelOnlyCLI(SearchCLI):
+    """``SearchCLI`` that builds the model and the data of a config, no Trainer (nothing written)."""
+
+    def instantiate_classes(self) -> None:
+        """Model and data only."""
+        self.config_init = self.parser.instantiate_classes(self.config)
+        self.datamodule = self._get(self.config_init, "data")
+        self.model = self._get(self.config_init, "model")
+
+
+def load_run(run_dir: str | os.PathLike, checkpoint: str | None = None) -> tuple[SearchModule, LightningDataModule]:
+    """The model of a search run folder (built from its ``config.yaml``) with the weights and search state of
+    ``checkpoint`` (default: the folder's ``checkpoints/last.ckpt``), and its data module, set up."""
+    run = Path(run_dir)
+    config = run / "config.yaml"
+    if not config.is_file():
+        raise InputError(f"{run}: no config.yaml; give the folder of a search run (runs/<name>/version_<n>)")
+    path = checkpoint or str(run / "checkpoints" / "last.ckpt")
+    if not Path(path).is_file():
+        raise InputError(f"--checkpoint {path}: no such file")
+    with held_output([False]), _argv("search", ["--config", str(config)]):
+        cli = _ModelOnlyCLI(**_cli_kwargs())
+    model, data = cli.model, cli.datamodule
+    check_checkpoint(path, model)
+    saved = read_checkpoint(path)
+    model.load_state_dict(saved["state_dict"])
+    model.on_load_checkpoint(saved)
+    model.eval()
+    data.setup("fit")
+    return model, data
 
 
 def check_checkpoint(path: str, model: SearchModule) -> None:
@@ -210,6 +244,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             raise
         return fail(prog, err, getattr(cli, "parser", None) or getattr(err, "parser", None))
     trainer.callbacks.insert(0, FiniteGuard("--model.lr or --model.arch_lr"))
+    for callback in trainer.callbacks:
+        if isinstance(callback, SearchOutputs):
+            callback.command = " ".join(shlex.quote(a) for a in [*prog.split(), *args])
     try:
         trainer.fit(model, datamodule=data, ckpt_path=resume or None)
     except Diverged as err:

@@ -115,7 +115,11 @@ class SearchModule(L.LightningModule):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of ``x`` under the architecture weights used for evaluation."""
-        return self.supernet(x, self.transform(self.strategy.eval_weights(self.arch), "eval"))
+        return self.supernet(x, self.eval_weights())
+
+    def eval_weights(self) -> ArchWeights:
+        """The architecture weights the supernet is evaluated with (every transform applied)."""
+        return self.transform(self.strategy.eval_weights(self.arch), "eval")
 
     def transform(self, weights: ArchWeights, phase: str) -> ArchWeights:
         """``weights`` after every regularizer's ``transform`` for ``phase`` (``arch``, ``weight`` or ``eval``)."""
@@ -222,8 +226,7 @@ class SearchModule(L.LightningModule):
     def _select(self) -> None:
         """A round of perturbation-selection decisions on the epoch's last validation batches (every rank alike)."""
         assert self.selection is not None
-        base = {cell: replace(w, ops=w.ops.detach())
-                for cell, w in self.transform(self.strategy.eval_weights(self.arch), "eval").items()}
+        base = {cell: replace(w, ops=w.ops.detach()) for cell, w in self.eval_weights().items()}
         lines = self.selection.decide_round(
             self.current_epoch, int(self.trainer.max_epochs), base,
             self.selection.scorer(self.supernet, self.reduce_mean))

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ops.discretize import NONE_OP
+from search.importance import without_op
 from search.strategies.probe import ProbeSet
 from search.strategies.rng import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights
@@ -176,12 +177,7 @@ class PerturbationSelection(PicklesGenerator):
         return lines
 
     def _decide_op(self, cell: str, edge: int, base: ArchWeights, score: Scorer) -> str:
-        trials = []
-        for k in self.allowed:
-            ops = base[cell].ops.clone()
-            ops[edge, k] = 0.0
-            trials.append({**base, cell: replace(base[cell], ops=ops)})
-        scores = score(trials)
+        scores = score([without_op(base, cell, edge, k) for k in self.allowed])
         pick = self.allowed[worst_removal(scores)]
         self.fixed[cell][edge] = pick
         sign = -1.0 if self.criterion == "loss" else 1.0

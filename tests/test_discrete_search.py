@@ -249,7 +249,11 @@ def test_cli_end_to_end(tmp_path: Path, strategy: str, config: str, capsys) -> N
         assert len(rows) == entry["evaluations"] == 14  # floor(2000 / 134)
         assert max(float(r["cifar10_valid_12ep"]) for r in rows) == pytest.approx(entry["cifar10_valid_12ep"])
         assert Genotype.load(seed_dir / "best_genotype.json").to_arch_str() == entry["best_arch"]
-        assert (seed_dir / "pareto.png").stat().st_size > 0
+        assert (seed_dir / "pareto.png").stat().st_size > 0 and (seed_dir / "trials.png").stat().st_size > 0
+        assert entry["best_arch"] in (run / "report.html").read_text()
+    page = (run / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 4  # per seed: its trial history and Pareto front
+    assert "Resolved config" in page
     assert "± " in capsys.readouterr().out
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no temporary folder left
 

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from ops import DartsGenotype, Genotype, NB201_EDGES, search_space
 from ops import draw
 from ops.draw import draw_cell, op_color, plot_alpha_history
+from ops.spaces import DartsSpace
 from ops.zoo import get_genotype, list_genotypes
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -61,25 +62,39 @@ def test_draw_nb201_cell_png(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name, cell", [("DARTS_V2", "normal"), ("DARTS_V2", "reduce"), ("NASNet", "reduce")])
 def test_darts_cell_labels(name: str, cell: str, tmp_path: Path) -> None:
-    """Every edge is labelled with its op, every node appears once, the footnote names the concat nodes."""
+    """Every edge is labelled with its op; every node appears once, numbered as in genotype.json (inputs 0 and 1,
+    intermediate nodes from 2); the footnote names the concat nodes by those numbers and states the convention."""
     genotype = get_genotype(name)
     edges = genotype.normal if cell == "normal" else genotype.reduce
     concat = genotype.normal_concat if cell == "normal" else genotype.reduce_concat
     texts = _draw_svg(genotype, cell, tmp_path / "cell.svg")
     for op in {op for op, _ in edges}:
         assert texts.count(op) == sum(o == op for o, _ in edges), op
-    for node in range(len(edges) // 2):
+    for node in range(2, len(edges) // 2 + 2):
         assert texts.count(str(node)) == 1
-    assert sorted(t for t in texts if t.startswith("ck")) == ["ck", "ck−1", "ck−2"]  # mathtext c_{k-1} etc.
+    assert "0:ck−2" in texts and "1:ck−1" in texts and "ck" in texts  # mathtext c_{k-2} etc.
     assert ("normal cell" if cell == "normal" else "reduction cell") in texts
     footnote = next(t for t in texts if t.startswith("output = concat of nodes"))
-    assert footnote.startswith("output = concat of nodes " + ", ".join(str(n - 2) for n in concat))
-    unused = [n - 2 for n in range(2, len(edges) // 2 + 2) if n not in concat]
+    assert footnote.startswith("output = concat of nodes " + ", ".join(str(n) for n in concat))
+    assert "numbered as in genotype.json" in "".join(texts)
+    unused = [n for n in range(2, len(edges) // 2 + 2) if n not in concat]
     assert ("not concatenated" in footnote) == bool(unused)
 
 
+@pytest.mark.parametrize("name", ["DARTS_V2", "NASNet", "P_DARTS"])
+def test_picture_edges_match_genotype_json(name: str) -> None:
+    """Every (op, input) of genotype.json is an edge of the picture from node ``input`` to the node it feeds,
+    with the numbers genotype.json uses."""
+    genotype = get_genotype(name)
+    raw = genotype.to_dict()
+    for cell in ("normal", "reduce"):
+        _, edges, _, _ = draw._cell_graph(genotype, cell)
+        drawn = sorted((e.op, int(e.src), int(e.dst)) for e in edges if e.op is not None)
+        assert drawn == sorted((op, src, 2 + k // 2) for k, (op, src) in enumerate(raw[cell]))
+
+
 def test_nasnet_reduce_output_fed_by_concat_only() -> None:
-    """Nodes 2, 3, 4 (cell nodes 4, 5, 6) feed c_k; nodes 0 and 1 are drawn as unused."""
+    """Nodes 4, 5, 6 feed c_k; nodes 2 and 3 are drawn as unused."""
     nodes, edges, _, _ = draw._cell_graph(get_genotype("NASNet"), "reduce")
     assert sorted(e.src for e in edges if e.dst == "out") == ["4", "5", "6"]
     assert all(e.op is None for e in edges if e.dst == "out")
@@ -140,7 +155,7 @@ def test_parallel_edges_one_step(tmp_path: Path) -> None:
     genotype = DartsGenotype(normal=cell, normal_concat=(2,), reduce=cell, reduce_concat=(2,))
     texts = _draw_svg(genotype, "reduce", tmp_path / "one.svg")
     assert texts.count("max_pool_3x3") == 2
-    assert "output = concat of node 0" in texts
+    assert "output = concat of node 2" in texts
     nodes, edges, _, _ = draw._cell_graph(genotype, "reduce")
     draw._place_nodes(nodes, edges)
     draw._route(nodes, edges)
@@ -226,12 +241,12 @@ def test_alpha_history_titles_and_winners(tmp_path: Path) -> None:
     texts = _svg_texts(path)
     assert "reduce cell: architecture weights per edge" in texts
     assert not any(t.startswith("normal cell") for t in texts)
-    for title in ("ck−2→0", "ck−1→3", "0 → 1", "2 → 3"):  # mathtext c_{k-2} loses its spaces in SVG
+    for title in ("0 → 2", "1 → 5", "2 → 5", "4 → 5"):  # numbered as in genotype.json
         assert title in texts, title
     assert "1.5" not in texts  # epochs are whole numbers
     for op in candidates:
         assert op in texts  # the shared legend
-    assert "dil_conv_5x5" in texts[texts.index("2 → 3"):texts.index("2 → 3") + 2]  # winner of the last edge
+    assert "dropped" not in texts  # no genotype given: no kept op named
 
 
 def test_alpha_history_nb201_single_epoch(tmp_path: Path) -> None:
@@ -277,3 +292,27 @@ def test_alpha_history_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="epoch 0, cell 'normal': weights contain NaN"):
         plot_alpha_history(nan, candidates, path)
     assert not list(tmp_path.iterdir())
+
+
+def test_alpha_history_marks_the_kept_op_and_numbers_nodes_as_genotype_json(tmp_path: Path) -> None:
+    """The DARTS history titles edges ``source -> node`` with genotype.json's numbers; each plot names the op the
+    genotype keeps there (``dropped`` where it keeps none); a ``kept`` that does not fit is refused."""
+    _, titles, _, _ = draw._edge_grid(14)
+    assert titles[:5] == ["0 → 2", "1 → 2", "0 → 3", "1 → 3", "2 → 3"] and titles[-1] == "4 → 5"
+    genotype = get_genotype("DARTS_V2")
+    kept = DartsSpace().kept_ops(genotype)
+    for cell in ("normal", "reduce"):
+        named = [(op, titles[e]) for e, op in enumerate(kept[cell]) if op is not None]
+        assert sorted(named) == sorted((op, f"{src} → {2 + k // 2}") for k, (op, src) in
+                                       enumerate(getattr(genotype, cell)))
+    candidates = search_space("darts")
+    path = tmp_path / "kept.svg"
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        plot_alpha_history(_history(3, 14, 8, ("normal", "reduce")), candidates, path, kept=kept)
+    texts = _svg_texts(path)
+    assert texts.count("dropped") == 2 * (14 - 8)
+    assert texts.count("sep_conv_3x3") == 1 + sum(op == "sep_conv_3x3" for c in kept.values() for op in c)
+    with pytest.raises(ValueError, match="kept: expected one op"):
+        plot_alpha_history(_history(3, 14, 8, ("normal", "reduce")), candidates, path, kept={"normal": kept["normal"]})
+    with pytest.raises(ValueError, match="unknown op 'conv'"):
+        plot_alpha_history(_history(3, 14, 8, ("normal",)), candidates, path, kept={"normal": ["conv"] * 14})

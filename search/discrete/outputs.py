@@ -1,4 +1,5 @@
-"""Write a finished search to its run folder: per seed ``history.csv``, ``best_genotype.json``, ``pareto.png``."""
+"""Write a finished search to its run folder: per seed ``history.csv``, ``best_genotype.json``, ``trials.png``,
+``pareto.png``; one ``report.html``."""
 from __future__ import annotations
 
 import csv
@@ -7,9 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
+from ops.figures import plot_trials
 from ops.jsonfile import write_json
 from search.discrete.loop import SearchResult
 from search.discrete.pareto import plot_pareto
+from search.report import discrete_report
 
 
 def write_history(result: SearchResult[Any], path: Path) -> None:
@@ -27,8 +30,9 @@ def write_run(results: Sequence[SearchResult[Any]], run_dir: Path, summary: dict
               size_limit: float | None = None, overwrite: bool = False) -> None:
     """Write all seeds into a temporary folder, then move it to ``run_dir`` in one rename.
 
-    Per seed: ``history.csv``, ``best_genotype.json``, ``pareto.png`` (``size`` axis, ``size_limit`` marked) and
-    ``pareto.csv`` (the front); at the top: ``summary.json`` and ``config.yaml``.
+    Per seed: ``history.csv``, ``best_genotype.json``, ``trials.png`` (every evaluation and the best so far),
+    ``pareto.png`` (``size`` axis, ``size_limit`` marked) and ``pareto.csv`` (the front); at the top:
+    ``summary.json``, ``config.yaml`` and ``report.html`` (all of it on one page).
 
     A failure leaves no partial ``run_dir``; an existing ``run_dir`` is replaced only with ``overwrite``.
     """
@@ -44,6 +48,8 @@ def write_run(results: Sequence[SearchResult[Any]], run_dir: Path, summary: dict
             seed_dir.mkdir()
             write_history(result, seed_dir / "history.csv")
             result.best_cell.save(seed_dir / "best_genotype.json")
+            plot_trials([r.metric for r in result.history], seed_dir / "trials.png", result.metric_name,
+                        f"{result.strategy}, seed {result.seed}: {len(result.history)} evaluations")
             plot_pareto([(r.metric, getattr(r, size)) for r in result.distinct()], seed_dir / "pareto.png",
                         metric_name=result.metric_name, size_name=f"{size} (M)", size_limit=size_limit,
                         title=f"{result.strategy}, seed {result.seed}")
@@ -54,6 +60,7 @@ def write_run(results: Sequence[SearchResult[Any]], run_dir: Path, summary: dict
         write_json(tmp / "summary.json", summary, indent=2)
         if config_text:
             (tmp / "config.yaml").write_text(config_text)
+        discrete_report(tmp, summary, config_text, size, title=f"Discrete search {run_dir.name}")
         if run_dir.exists():
             shutil.rmtree(run_dir)
         os.replace(tmp, run_dir)
