@@ -56,7 +56,7 @@ LABELS = {"darts": "DARTS 1st order", "gdas": "GDAS", "gdas_v1": "GDAS (selected
           "beta_darts": "beta-DARTS", "darts_minus": "DARTS-", "drnas": "DrNAS", "sdarts_rs": "SDARTS-RS",
           "beta_darts_pt": "beta-DARTS + PT",
           "sdarts_rs_pt": "SDARTS-RS + PT", "sdarts_rs_pt_v1": "SDARTS-RS + PT (acc, 10 batches, none kept)",
-          "darts_pt": "DARTS + PT"}
+          "darts_pt": "DARTS + PT", "spos": "SPOS (evolution over 100 cells)"}
 _PT_V1 = {"tune_epochs": 3, "probe_batches": 10, "keep_none": True}  # accuracy on 10 probe batches, none allowed
 _PT = {"tune_epochs": 3, "probe_batches": 79, "criterion": "loss"}  # the loss on the whole split (79 batches)
 _GDAS_LOOP = {"nesterov": True, "weights_first": True, "clip_with_arch": True}  # the authors' NB201 loop
@@ -71,6 +71,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "drnas": {"strategy": "drnas"},
     "sdarts_rs": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"RandomSmoothing": {}}},
     "darts_pt": {"strategy": "darts", "strategy_args": {"order": 1}, "selection": _PT_V1},
+    "spos": {"strategy": "spos", "strategy_args": {"evaluations": 100, "epoch_evaluations": 0}},
     "sdarts_rs_pt": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"RandomSmoothing": {}},
                      "selection": _PT},
     "sdarts_rs_pt_v1": {"strategy": "darts", "strategy_args": {"order": 1},
@@ -97,6 +98,7 @@ class SearchConfig:
     val_batches: int
     workers: int
     threads: int
+    arch_lr: float = 3e-4
 
 
 def _quiet() -> None:
@@ -106,17 +108,48 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore")
 
 
+def make_run(config: SearchConfig, method: str, seed: int, callbacks: list[Any]) -> tuple[Any, Any, Any]:
+    """The ``SearchModule``, data module and ``Trainer`` of one run of ``method`` (seeded; not started)."""
+    import lightning as L
+
+    from nasdata import NpzDataModule
+    from search import robust
+    from search.module import SearchModule
+    from search.selection import PerturbationSelection
+    from search.strategies import strategy_arguments
+    from supernet import NB201SearchNetwork
+
+    _quiet()
+    L.seed_everything(seed, verbose=False)
+    spec = METHODS[method]
+    strategy_args: dict[str, Any] = dict(spec.get("strategy_args", {}))
+    if "seed" in strategy_arguments(spec["strategy"]):
+        strategy_args["seed"] = seed
+    regularizers = [getattr(robust, name)(**kwargs) for name, kwargs in spec.get("regularizers", {}).items()]
+    selection = PerturbationSelection(**spec["selection"], seed=seed) if "selection" in spec else None
+    supernet = NB201SearchNetwork(channels=config.channels, cells_per_stage=config.cells, num_classes=10,
+                                  in_channels=3)
+    module = SearchModule(supernet, strategy=spec["strategy"], strategy_args=strategy_args, regularizers=regularizers,
+                          selection=selection, lr=0.025, lr_min=0.001,
+                          momentum=0.9, weight_decay=5e-4, grad_clip=5.0, arch_lr=config.arch_lr, arch_betas=(0.5, 0.999),
+                          arch_weight_decay=1e-3, **spec.get("module", {}))
+    data = NpzDataModule(config.data, subset=config.images, search_split=True, train_portion=0.5,
+                         batch_size=config.batch_size, num_workers=config.workers, seed=0)
+    trainer = L.Trainer(accelerator=config.device, devices=1, max_epochs=config.epochs,
+                        limit_val_batches=config.val_batches, num_sanity_val_steps=0, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=callbacks)
+    return module, data, trainer
+
+
 def search_once(config: SearchConfig, method: str, seed: int) -> dict[str, Any]:
     """One search run; returns the found cell, its table accuracy, per-epoch cells and timing."""
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import Callback
 
-    from nasdata import NpzDataModule
     from search.module import SearchModule
     from search.nb201_table import NB201Table
-    from search.strategies import strategy_arguments
-    from supernet import NB201SearchNetwork
 
     _quiet()  # after the imports: importing Lightning sets its loggers' levels
 
@@ -145,28 +178,7 @@ def search_once(config: SearchConfig, method: str, seed: int) -> dict[str, Any]:
         def on_train_end(self, trainer: L.Trainer, pl_module: SearchModule) -> None:
             clock["train"] = time.perf_counter() - clock["start"]
 
-    from search import robust
-    from search.selection import PerturbationSelection
-
-    L.seed_everything(seed, verbose=False)
-    spec = METHODS[method]
-    strategy_args: dict[str, Any] = dict(spec.get("strategy_args", {}))
-    if "seed" in strategy_arguments(spec["strategy"]):
-        strategy_args["seed"] = seed
-    regularizers = [getattr(robust, name)(**kwargs) for name, kwargs in spec.get("regularizers", {}).items()]
-    selection = PerturbationSelection(**spec["selection"], seed=seed) if "selection" in spec else None
-    supernet = NB201SearchNetwork(channels=config.channels, cells_per_stage=config.cells, num_classes=10,
-                                  in_channels=3)
-    module = SearchModule(supernet, strategy=spec["strategy"], strategy_args=strategy_args, regularizers=regularizers,
-                          selection=selection, lr=0.025, lr_min=0.001,
-                          momentum=0.9, weight_decay=5e-4, grad_clip=5.0, arch_lr=3e-4, arch_betas=(0.5, 0.999),
-                          arch_weight_decay=1e-3, **spec.get("module", {}))
-    data = NpzDataModule(config.data, subset=config.images, search_split=True, train_portion=0.5,
-                         batch_size=config.batch_size, num_workers=config.workers, seed=0)
-    trainer = L.Trainer(accelerator=config.device, devices=1, max_epochs=config.epochs,
-                        limit_val_batches=config.val_batches, num_sanity_val_steps=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[EpochCells()])
+    module, data, trainer = make_run(config, method, seed, [EpochCells()])
     start = time.perf_counter()
     trainer.fit(module, data)
     seconds = time.perf_counter() - start
@@ -257,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-batches", type=int, default=20, help="validation batches per epoch (supernet acc)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers per loader")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
+    parser.add_argument("--arch-lr", type=float, default=3e-4,
+                        help="Adam learning rate of the architecture (paper: 3e-4 over 50 epochs of 391 steps)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (separate processes)")
     parser.add_argument("--out", type=Path, default=None, help="write all results as JSON here")
     parser.add_argument("--export-subset", type=Path, default=None, metavar="DIR",
@@ -285,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
 
     config = SearchConfig(data=str(args.data), table=str(args.table), device=args.device, channels=args.channels,
                           cells=args.cells, images=args.images, epochs=args.epochs, batch_size=args.batch_size,
-                          val_batches=args.val_batches, workers=args.workers, threads=args.threads)
+                          val_batches=args.val_batches, workers=args.workers, threads=args.threads,
+                          arch_lr=args.arch_lr)
     random_median = float(np.median(NB201Table(args.table).column("cifar10_test")))
     print(_describe(config, args.methods, args.seeds), flush=True)
     runs = [(m, s) for m in args.methods for s in args.seeds]
