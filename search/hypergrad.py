@@ -31,6 +31,9 @@ LossFn = Callable[[Mapping[str, Tensor]], Tensor]
 Reduce = Callable[[list[Tensor]], list[Tensor]]
 """All-reduce (mean over processes) of a list of tensors; returns the reduced list in the same order."""
 
+HVPS = ("finite_difference", "exact")
+"""How ``second_order_gradient`` takes the mixed Hessian-vector product."""
+
 
 def functional_loss(module: nn.Module, forward_args: Callable[[], tuple], target: Tensor,
                     criterion: Callable[[Tensor, Tensor], Tensor]) -> LossFn:
@@ -82,8 +85,11 @@ def first_order_gradient(val_loss: LossFn, weights: Mapping[str, Tensor], alphas
 def second_order_gradient(train_loss: LossFn, val_loss: LossFn, weights: Mapping[str, Tensor],
                           alphas: Sequence[Tensor], *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
                           momentum_buffers: Mapping[str, Tensor | None] | None = None, r: float = 0.01,
-                          reduce: Reduce | None = None) -> tuple[list[Tensor], Tensor]:
-    """The 2nd-order DARTS architecture gradient by the finite-difference formula (see the module docstring).
+                          reduce: Reduce | None = None, hvp: str = "finite_difference") -> tuple[list[Tensor], Tensor]:
+    """The 2nd-order DARTS architecture gradient by the finite-difference formula (see the module docstring), or
+    with ``hvp="exact"`` the same formula with its mixed Hessian-vector product ``grad_a (grad_w L_train(w) . v)``
+    taken by double backward instead of the two evaluations at ``w +- eps v``: the exact unrolled gradient
+    (``exact_second_order_gradient``), also under data parallelism.
 
     Args:
         train_loss, val_loss: ``L(w)`` on the training and on the validation batch.
@@ -93,10 +99,15 @@ def second_order_gradient(train_loss: LossFn, val_loss: LossFn, weights: Mapping
         momentum_buffers: SGD momentum buffers by weight name (missing or ``None``: zero).
         r: the finite-difference scale; ``eps = r / ||grad_w' L_val(w')||``.
         reduce: all-reduce mean across processes (``None`` on a single process).
+        hvp: ``finite_difference`` (the DARTS code) or ``exact`` (double backward: one more backward pass
+            through the training loss, its graph kept; no scale ``r``). ReLU and max-pool kinks make the finite
+            difference at ``r = 0.01`` a coarse estimate of the exact product.
 
     Returns:
         One gradient per tensor of ``alphas``, and the (local, detached) validation loss at ``w'``.
     """
+    if hvp not in HVPS:
+        raise ValueError(f"hvp must be one of {', '.join(HVPS)}, got {hvp!r}")
     names = list(weights)
     alphas = list(alphas)
     w = [weights[n].detach() for n in names]
@@ -116,7 +127,12 @@ def second_order_gradient(train_loss: LossFn, val_loss: LossFn, weights: Mapping
     if reduce is not None:
         d_w = reduce(d_w)
     norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in d_w))
-    if not torch.isfinite(norm) or float(norm) == 0.0:
+    if hvp == "exact":
+        w_exact = [t.clone().requires_grad_(True) for t in w]
+        g_exact = _grads(train_loss(dict(zip(names, w_exact))), w_exact, create_graph=True)
+        mixed = _grads(sum((g * d.detach()).sum() for g, d in zip(g_exact, d_w)), alphas)
+        hyper = [(da - lr * m).detach() for da, m in zip(d_alpha, mixed)]
+    elif not torch.isfinite(norm) or float(norm) == 0.0:
         hyper = d_alpha  # no weight direction: the implicit term vanishes
     else:
         eps = r / norm

@@ -42,15 +42,17 @@ class RankAgreement(Callback):
 
 
 class OrderSchedule(SearchModule):
-    """All code paths in one spawned run: 1st-order DARTS in epoch 0, 2nd order in epoch 1, and in epoch 2 a
-    negative control -- 2nd order with the gradients made outside ``manual_backward`` left unsynchronised."""
+    """All code paths in one spawned run: 1st-order DARTS in epoch 0, 2nd order (finite-difference Hessian-vector
+    product) in epoch 1, 2nd order with the exact product in epoch 2, and in epoch 3 a negative control -- 2nd order
+    with the gradients made outside ``manual_backward`` left unsynchronised."""
 
     def on_train_epoch_start(self):
         self.strategy.order = 1 if self.current_epoch == 0 else 2
+        self.strategy.hvp = "exact" if self.current_epoch == 2 else "finite_difference"
         super().on_train_epoch_start()
 
     def reduce_mean(self, tensors):
-        return tensors if self.current_epoch == 2 else super().reduce_mean(tensors)
+        return tensors if self.current_epoch == 3 else super().reduce_mean(tensors)
 
 
 def _ddp_run(module_class: type[SearchModule], epochs: int) -> dict[str, float]:
@@ -67,17 +69,17 @@ def _ddp_run(module_class: type[SearchModule], epochs: int) -> dict[str, float]:
 
 
 def test_ddp_ranks_hold_identical_alphas_and_genotype_first_and_second_order():
-    m = _ddp_run(OrderSchedule, epochs=3)
+    m = _ddp_run(OrderSchedule, epochs=4)
     assert m["world_size"] == 2
-    assert m["global_step"] == 12  # 3 epochs x 2 batches x (architecture step + weight step)
-    for epoch, order in ((0, 1), (1, 2)):
+    assert m["global_step"] == 16  # 4 epochs x 2 batches x (architecture step + weight step)
+    for epoch, order in ((0, 1), (1, 2), (2, 2)):
         assert m[f"order_{epoch}"] == order
         assert m[f"alphas_moved_{epoch}"] > 1e-4  # the architecture did train
         assert m[f"alphas_equal_{epoch}"] == 1.0 and m[f"alpha_rank_diff_{epoch}"] == 0.0
         assert m[f"weights_equal_{epoch}"] == 1.0
         assert m[f"genotype_equal_{epoch}"] == 1.0
         assert m[f"fp_min_{epoch}"] == m[f"fp_max_{epoch}"]
-    # the checks have teeth: without all-reducing the autograd.grad gradients (epoch 2) the ranks drift apart
-    assert m["order_2"] == 2
-    assert m["alphas_equal_2"] == 0.0 and m["alpha_rank_diff_2"] > 0.0
-    assert m["fp_min_2"] != m["fp_max_2"]
+    # the checks have teeth: without all-reducing the autograd.grad gradients (epoch 3) the ranks drift apart
+    assert m["order_3"] == 2
+    assert m["alphas_equal_3"] == 0.0 and m["alpha_rank_diff_3"] > 0.0
+    assert m["fp_min_3"] != m["fp_max_3"]

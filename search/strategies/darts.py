@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.optim import SGD, Optimizer
 
 from ops import Genotype
-from search.hypergrad import functional_loss, second_order_gradient
+from search.hypergrad import HVPS, functional_loss, second_order_gradient
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
 from supernet import ArchParameters, ArchWeights
 
@@ -42,16 +43,23 @@ class DartsStrategy(SearchStrategy):
         order: 1 (first-order approximation) or 2 (unrolled, second order).
         init_scale: alphas start as ``init_scale * randn``.
         r: 2nd order: finite-difference scale, ``eps = r / ||grad_w' L_val(w')||``.
+        hvp: 2nd order: ``finite_difference`` (the original code's) or ``exact`` (double backward: the exact
+            unrolled gradient, at the cost of keeping the training loss's graph for a second backward pass; both
+            supernet paths support it).
     """
 
-    def __init__(self, order: int = 1, init_scale: float = 1e-3, r: float = 0.01) -> None:
+    def __init__(self, order: int = 1, init_scale: float = 1e-3, r: float = 0.01,
+                 hvp: Literal["finite_difference", "exact"] = "finite_difference") -> None:
         if order not in (1, 2):
             raise ValueError(f"DARTS order must be 1 or 2, got {order} (--model.strategy_args.order)")
         if r <= 0:
             raise ValueError(f"DARTS finite-difference scale r must be > 0, got {r}")
+        if hvp not in HVPS:
+            raise ValueError(f"--model.strategy_args.hvp must be one of {', '.join(HVPS)}, got {hvp!r}")
         self.order = order
         self.init_scale = init_scale
         self.r = r
+        self.hvp = hvp
 
     def build_arch(self, supernet: nn.Module) -> ArchParameters:
         """``[num_edges, num_ops]`` alphas per cell type of ``supernet``."""
@@ -92,7 +100,7 @@ class DartsStrategy(SearchStrategy):
         val_loss = functional_loss(ctx.supernet, forward_args(x_val), y_val, ctx.criterion)
         grads, loss = second_order_gradient(train_loss, val_loss, params, alphas, lr=lr, momentum=momentum,
                                             weight_decay=weight_decay, momentum_buffers=buffers, r=self.r,
-                                            reduce=ctx.reduce)
+                                            reduce=ctx.reduce, hvp=self.hvp)
         penalty = ctx.penalty()
         if penalty is not None:  # the same on every rank: no all-reduce needed
             extra = torch.autograd.grad(penalty, alphas, allow_unused=True)
