@@ -23,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nb201_oneshot import LABELS, METHODS, SHARED, SearchConfig, make_run  # noqa: E402
+from nb201_oneshot import LABELS, METHODS, SHARED, SearchConfig, check_inputs, make_run  # noqa: E402
 
 
 def fidelity_once(config: SearchConfig, method: str, seed: int, cells: int, bn_batches: int, val_batches: int,
@@ -76,12 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out-dir", type=Path, default=None, help="write the scatter plots here")
     args = parser.parse_args(argv)
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
-    for path, flag in ((args.data, "--data"), (args.table, "--table")):
-        if not path.is_file():
-            parser.error(f"{flag} {path}: no such file")
+    check_inputs(parser, args.methods, args.data, args.table)
     config = SearchConfig(data=str(args.data), table=str(args.table), device="cpu", channels=8, cells=1,
                           images=args.images, epochs=args.epochs, batch_size=64, val_batches=20, workers=0,
                           threads=args.threads)

@@ -251,6 +251,16 @@ def summary(results: list[dict[str, Any]], methods: list[str], random_median: fl
     return "\n".join(lines)
 
 
+def check_inputs(parser: argparse.ArgumentParser, methods: list[str], data: Path, table: Path) -> None:
+    """Exit through ``parser.error`` on an unknown method or a missing data or table file."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    for path, flag in ((data, "--data"), (table, "--table")):
+        if not path.is_file():
+            parser.error(f"{flag} {path}: no such file")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the flags, run every method x seed, print each run and the summary."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -283,12 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from search.nb201_table import NB201Table
 
-    unknown = [m for m in args.methods if m not in METHODS]
-    if unknown:
-        parser.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
-    for path, flag in ((args.data, "--data"), (args.table, "--table")):
-        if not path.is_file():
-            parser.error(f"{flag} {path}: no such file")
+    check_inputs(parser, args.methods, args.data, args.table)
     if args.images < 2 or args.epochs < 1 or args.jobs < 1:
         parser.error("need --images >= 2, --epochs >= 1 and --jobs >= 1")
     if args.device == "cuda":
