@@ -33,8 +33,9 @@ def fidelity_once(config: SearchConfig, method: str, seed: int, cells: int, bn_b
 
     from ops.figures import plot_fidelity
     from search.discrete import NB201Space
-    from search.fidelity import first_batches, rank_fidelity, sample_cells, shared_weight_accuracy
+    from search.fidelity import rank_fidelity, sample_cells, shared_weight_accuracy
     from search.nb201_table import NB201Table
+    from search.strategies.probe import first_batches
 
     if config.threads > 0:
         torch.set_num_threads(config.threads)

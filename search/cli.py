@@ -130,8 +130,7 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str | None = None) -> tuple
     with held_output([False]), _argv("search", ["--config", str(config)]):
         cli = _ModelOnlyCLI(**_cli_kwargs())
     model, data = cli.model, cli.datamodule
-    check_checkpoint(path, model)
-    saved = read_checkpoint(path)
+    saved = check_checkpoint(path, model)
     model.load_state_dict(saved["state_dict"])
     model.on_load_checkpoint(saved)
     model.eval()
@@ -139,8 +138,9 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str | None = None) -> tuple
     return model, data
 
 
-def check_checkpoint(path: str, model: SearchModule) -> None:
-    """The resume checkpoint must exist, be readable and hold this model's state (same keys and shapes)."""
+def check_checkpoint(path: str, model: SearchModule) -> dict[str, Any]:
+    """The resume checkpoint must exist, be readable and hold this model's state (same keys and shapes);
+    returns it."""
     checkpoint = read_checkpoint(path)
     if "search_strategy" not in checkpoint:
         raise InputError(f"--resume {path}: not a checkpoint of a search run (no state_dict / search_strategy)")
@@ -159,6 +159,7 @@ def check_checkpoint(path: str, model: SearchModule) -> None:
     if wrong:
         raise InputError(f"--resume {path}: {wrong[0]} has shape {saved[wrong[0]]} in the checkpoint, "
                          f"{expected[wrong[0]]} in this model: same --model settings?")
+    return checkpoint
 
 
 def check_trainer(trainer: Trainer, model: SearchModule) -> None:

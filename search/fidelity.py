@@ -26,6 +26,7 @@ from torchmetrics.functional import kendall_rank_corrcoef, spearman_corrcoef
 
 from ops import Genotype
 from search.strategies.paths import genotype_path
+from search.strategies.probe import first_batches
 
 Batches = Sequence[tuple[Tensor, Tensor]]
 
@@ -126,18 +127,6 @@ def sample_cells(space: Any, count: int, seed: int) -> list[Genotype]:
         cell = space.sample(rng)
         cells.setdefault(cell.to_text(), cell)
     return list(cells.values())
-
-
-def first_batches(loader: Any, count: int) -> list[tuple[Tensor, Tensor]]:
-    """The first ``count`` batches of ``loader`` (all of them if it has fewer)."""
-    out = []
-    for x, y in loader:
-        if len(out) == count:
-            break
-        out.append((x, y))
-    if not out:
-        raise ValueError("the data loader is empty")
-    return out
 
 
 def measure(run_dir: Path, table: Path, checkpoint: str | None = None, cells: int = 100, seed: int = 0,

@@ -13,18 +13,16 @@ checkpoint ``python -m search.report RUN_DIR --checkpoint PATH`` does the same.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
 
 from ops.discretize import NONE_OP
-from search.strategies.probe import ProbeSet
+from search.hypergrad import Reduce
+from search.strategies.probe import ProbeSet, first_batches
 from supernet import ArchWeights
-
-Reduce = Callable[[list[Tensor]], list[Tensor]]
-
 
 def without_op(weights: ArchWeights, cell: str, edge: int, op: int) -> ArchWeights:
     """``weights`` with op ``op`` of ``edge`` in cell type ``cell`` removed (its mixing weight set to 0)."""
@@ -36,12 +34,8 @@ def without_op(weights: ArchWeights, cell: str, edge: int, op: int) -> ArchWeigh
 def probe_set(batches: Iterable[tuple[Tensor, Tensor]], size: int, device: torch.device) -> ProbeSet:
     """The first ``size`` batches of ``batches`` (e.g. the validation loader), on ``device``, as a ``ProbeSet``."""
     probe = ProbeSet(size)
-    for i, (x, y) in enumerate(batches):
-        if i == size:
-            break
+    for x, y in first_batches(batches, size):
         probe.add((x.to(device), y.to(device)))
-    if not probe.batches:
-        raise ValueError("op importance needs at least one validation batch; the loader is empty")
     return probe
 
 

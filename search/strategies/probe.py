@@ -3,7 +3,7 @@ and keeping the chosen one in checkpoints: used by ENAS, SPOS and perturbation s
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,6 +39,18 @@ def batch_statistics(module: nn.Module) -> Iterator[None]:
 
 def _statistics(norm: _BatchNorm) -> list[Tensor | None]:
     return [norm.running_mean, norm.running_var, norm.num_batches_tracked]
+
+
+def first_batches(loader: Iterable[tuple[Tensor, Tensor]], count: int) -> list[tuple[Tensor, Tensor]]:
+    """The first ``count`` batches of ``loader`` (all of them if it has fewer); raises on an empty loader."""
+    out = []
+    for x, y in loader:
+        if len(out) == count:
+            break
+        out.append((x, y))
+    if not out:
+        raise ValueError("the data loader is empty")
+    return out
 
 
 class ProbeSet:
