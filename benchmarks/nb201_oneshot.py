@@ -108,8 +108,10 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore")
 
 
-def make_run(config: SearchConfig, method: str, seed: int, callbacks: list[Any]) -> tuple[Any, Any, Any]:
-    """The ``SearchModule``, data module and ``Trainer`` of one run of ``method`` (seeded; not started)."""
+def make_run(config: SearchConfig, method: str, seed: int, callbacks: list[Any], cost: Any = None
+             ) -> tuple[Any, Any, Any]:
+    """The ``SearchModule``, data module and ``Trainer`` of one run of ``method`` (seeded; not started), with the
+    cost objective ``cost`` (``search.cost.CostObjective``) if given."""
     import lightning as L
 
     from nasdata import NpzDataModule
@@ -132,7 +134,7 @@ def make_run(config: SearchConfig, method: str, seed: int, callbacks: list[Any])
     module = SearchModule(supernet, strategy=spec["strategy"], strategy_args=strategy_args, regularizers=regularizers,
                           selection=selection, lr=0.025, lr_min=0.001,
                           momentum=0.9, weight_decay=5e-4, grad_clip=5.0, arch_lr=config.arch_lr, arch_betas=(0.5, 0.999),
-                          arch_weight_decay=1e-3, **spec.get("module", {}))
+                          arch_weight_decay=1e-3, cost=cost, **spec.get("module", {}))
     data = NpzDataModule(config.data, subset=config.images, search_split=True, train_portion=0.5,
                          batch_size=config.batch_size, num_workers=config.workers, seed=0)
     trainer = L.Trainer(accelerator=config.device, devices=1, max_epochs=config.epochs,

@@ -9,6 +9,7 @@ shared with ``config.yaml`` (LightningCLI), ``metrics.csv`` (the logger) and ``c
     cell_normal.png            the final cells (cell_reduce.png too for the DARTS space)
     alphas.png                 how the op probabilities evolved, one small plot per edge, the kept op marked
     importance.json / .png     per edge and op, the supernet's accuracy drop without it (search.importance)
+    cost.json                  with --model.cost: per epoch, the cell's predicted cost beside its real one
     command.txt                the command line that started the run
     report.html                all of it in one self-contained page (search.report)
 
@@ -30,7 +31,7 @@ from ops.draw import draw_cell, plot_alpha_history
 from ops.figures import plot_importance
 from ops.jsonfile import write_json, write_text
 from search.importance import op_importance, probe_set
-from search.report import COMMAND, oneshot_report, spread_line
+from search.report import COMMAND, cost_line, oneshot_report, spread_line
 
 HISTORY_VERSION = 1
 
@@ -79,6 +80,8 @@ class SearchOutputs(Callback):
         for key in ("val_acc", "val_loss", "train_acc"):
             if key in trainer.callback_metrics:
                 record[key] = float(trainer.callback_metrics[key])
+        if pl_module.cost is not None and trainer.is_global_zero:
+            record["cost"] = pl_module.cost.report(genotype, pl_module.arch)
         self.history = [r for r in self.history if r["epoch"] != record["epoch"]] + [record]
         if trainer.is_global_zero and self.run_dir is not None:
             self._write_history(pl_module)
@@ -135,8 +138,17 @@ class SearchOutputs(Callback):
             "space": supernet.space,
             "candidates": list(supernet.candidates),
             "cell_types": list(supernet.cell_types),
-            "epochs": [{k: v for k, v in r.items() if k != "genotype"} for r in self.history],
+            "epochs": [{k: v for k, v in r.items() if k not in ("genotype", "cost")} for r in self.history],
         })
+        costs = [{"epoch": r["epoch"], **r["cost"]} for r in self.history if "cost" in r]
+        if costs:
+            write_json(run / "cost.json", {
+                "description": "per epoch: the cost model's prediction for the cell the search returns ('predicted', "
+                               "per kind) beside the real cost of its standalone network ('real': params and "
+                               "multiply-adds counted, latency measured), the expected cost under the architecture "
+                               "distribution, the budget and its multiplier; params in M, flops in M multiply-adds, "
+                               "latency in ms",
+                "epochs": costs})
 
     def _draw(self, genotype: Genotype, pl_module: L.LightningModule) -> None:
         run = self.run_dir
@@ -153,8 +165,9 @@ class SearchOutputs(Callback):
         if last.get("probabilities"):
             accuracy += f".\nArchitecture: {spread_line(last['probabilities'])}"
         present = sorted(p.name + ("/" if p.is_dir() else "") for p in self.run_dir.iterdir())
+        cost = f"\nCost: {cost_line(last['cost'])}" if "cost" in last else ""
         print(f"\nSearch finished after {trainer.current_epoch} epochs ({trainer.global_step} optimizer steps)"
-              f"{accuracy}.\nGenotype: {genotype.to_text()}\nRun folder: {self.run_dir}\n"
+              f"{accuracy}.\nGenotype: {genotype.to_text()}{cost}\nRun folder: {self.run_dir}\n"
               f"  files: {', '.join(p for p in present if not p.endswith('.tmp'))}", flush=True)
 
     def state_dict(self) -> dict[str, Any]:

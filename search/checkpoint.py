@@ -11,11 +11,13 @@ import torch
 
 
 def save_search_state(module: Any, checkpoint: dict[str, Any]) -> None:
-    """Add ``module``'s (a ``SearchModule``) strategy, regularizer and selection states and the RNG states."""
+    """Add ``module``'s (a ``SearchModule``) strategy, regularizer, selection and cost states and the RNG states."""
     checkpoint["search_strategy"] = {"name": module.strategy.name, "state": module.strategy.state_dict()}
     checkpoint["regularizers"] = [r.state_dict() for r in module.regularizers]
     if module.selection is not None:
         checkpoint["selection"] = module.selection.state_dict()
+    if module.cost is not None:
+        checkpoint["cost"] = module.cost.state_dict()
     checkpoint["rng_states"] = rng_states()
 
 
@@ -39,6 +41,10 @@ def load_search_state(module: Any, checkpoint: dict[str, Any]) -> dict[str, Any]
         raise ValueError("the checkpoint and this run differ in --model.selection (perturbation selection)")
     if module.selection is not None:
         module.selection.load_state_dict(checkpoint["selection"])
+    if (module.cost is None) != ("cost" not in checkpoint):
+        raise ValueError("the checkpoint and this run differ in --model.cost (the cost objective)")
+    if module.cost is not None:
+        module.cost.load_state_dict(checkpoint["cost"])
     return checkpoint.get("rng_states")
 
 

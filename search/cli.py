@@ -72,8 +72,9 @@ class SearchCLI(LightningCLI):
 
 
 # ---- checks before anything is written -------------------------------------------------------------------------
-def check_data(datamodule: LightningDataModule, model: SearchModule) -> None:
-    """Build the data, check the search split and push one batch through the supernet (RNG state untouched)."""
+def check_data(datamodule: LightningDataModule, model: SearchModule) -> tuple[int, ...]:
+    """Build the data, check the search split and push one batch through the supernet (RNG state untouched);
+    returns the shape of one image."""
     if not getattr(datamodule, "search_split", True):
         raise InputError("architecture search needs the two-way search split: set --data.search_split true")
     with torch.random.fork_rng(devices=[]):
@@ -105,6 +106,7 @@ def check_data(datamodule: LightningDataModule, model: SearchModule) -> None:
             supernet.train(was_training)
         if int(y.max()) >= logits.shape[1]:
             raise InputError(f"label {int(y.max())} but the supernet has {logits.shape[1]} outputs")
+    return tuple(x.shape[1:])
 
 
 class _ModelOnlyCLI(SearchCLI):
@@ -230,7 +232,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                 model, data, trainer = cli.model, cli.datamodule, cli.trainer
                 check_trainer(trainer, model)
                 supernet_args = (cli.config.model.get("supernet") or {}).get("init_args") or {}
-                check_data(data, model)
+                image_shape = check_data(data, model)
+                if model.cost is not None:  # a budget below the cheapest cell fails here, before the run starts
+                    model.cost.build(image_shape, trainer.strategy.root_device)
                 check_links("--model.supernet.init_args", supernet_args, type(model.supernet),
                             {"num_classes": data.num_classes, "in_channels": data.in_channels})
                 resume = cli.config.get("resume")

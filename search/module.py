@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from ops import Genotype
 from search.checkpoint import load_search_state, save_search_state, set_rng_states
 from search.checks import check_epochs, check_hyperparameters, check_supernet, check_trainer_strategy
+from search.cost import CostObjective
 from search.robust import ArchRegularizer
 from search.selection import PerturbationSelection
 from search.strategies import ArchStepContext, get_strategy, supernet_genotype
@@ -72,10 +73,11 @@ class SearchModule(L.LightningModule):
                  grad_clip: float | None = 5.0, arch_lr: float = 3e-4, arch_betas: tuple[float, float] = (0.5, 0.999),
                  arch_eps: float = 1e-8, arch_weight_decay: float = 1e-3, arch_start_epoch: int = 0,
                  regularizers: list[ArchRegularizer] | None = None, selection: PerturbationSelection | None = None,
-                 nesterov: bool = False, weights_first: bool = False, clip_with_arch: bool = False) -> None:
+                 nesterov: bool = False, weights_first: bool = False, clip_with_arch: bool = False,
+                 cost: CostObjective | None = None) -> None:
         super().__init__()
         check_supernet(supernet)
-        self.save_hyperparameters(ignore=["supernet", "regularizers", "selection"])
+        self.save_hyperparameters(ignore=["supernet", "regularizers", "selection", "cost"])
         check_hyperparameters(self.hparams)
         self.automatic_optimization = False
         self.supernet = supernet
@@ -89,6 +91,11 @@ class SearchModule(L.LightningModule):
         self.selection = selection
         if selection is not None:
             selection.check(supernet, self.arch, self.strategy)
+        if cost is not None and not isinstance(cost, CostObjective):
+            raise ValueError(f"--model.cost: {type(cost).__name__} is not a search.cost.CostObjective")
+        self.cost = cost
+        if cost is not None:
+            cost.check(supernet, self.arch, self.strategy)
         num_classes = supernet.classifier.out_features
         if num_classes < 2:
             raise ValueError(f"the supernet has {num_classes} output class: a search needs at least 2 (every loss would "
@@ -101,7 +108,13 @@ class SearchModule(L.LightningModule):
     # ---- what the search found ----------------------------------------------------------------------------
     def genotype(self) -> Genotype:
         """The discrete architecture the current architecture state stands for (with a selection: the DARTS rule
-        or NB201 argmax on the probabilities with the decisions taken so far)."""
+        or NB201 argmax on the probabilities with the decisions taken so far; with a cost budget: brought within
+        it by ``CostObjective.within_budget``)."""
+        genotype = self.rule_genotype()
+        return genotype if self.cost is None else self.cost.within_budget(genotype, self.probabilities())
+
+    def rule_genotype(self) -> Genotype:
+        """The genotype of the space's rule (or the selection's decisions), before any budget."""
         if self.selection is not None:
             return supernet_genotype(self.supernet, self.probabilities())
         return self.strategy.genotype(self.arch, self.supernet)
@@ -125,11 +138,16 @@ class SearchModule(L.LightningModule):
         """``weights`` after every regularizer's ``transform`` for ``phase`` (``arch``, ``weight`` or ``eval``)."""
         for regularizer in self.regularizers:
             weights = regularizer.transform(weights, phase)
-        return weights if self.selection is None else self.selection.transform(weights, phase)
+        weights = weights if self.selection is None else self.selection.transform(weights, phase)
+        if self.cost is not None and phase == "arch":
+            self.cost.capture(weights)
+        return weights
 
     def penalty(self) -> Tensor | None:
-        """The sum of the regularizers' penalties on the architecture state (``None`` if there is none)."""
-        terms = [t for t in (r.penalty(self.arch) for r in self.regularizers) if t is not None]
+        """The sum of the regularizers' and the cost's penalties on the architecture state (``None`` if there is
+        none)."""
+        owners = [*self.regularizers, *([self.cost] if self.cost is not None else [])]
+        terms = [t for t in (r.penalty(self.arch) for r in owners) if t is not None]
         return sum(terms[1:], terms[0]) if terms else None
 
     # ---- Lightning hooks ----------------------------------------------------------------------------------
@@ -159,9 +177,24 @@ class SearchModule(L.LightningModule):
         """After a resume: put the random-number generators back in the state they had when the checkpoint was
         written. This is the last hook before Lightning draws the first epoch's data order, so a run resumed from
         an end-of-epoch checkpoint continues exactly like the uninterrupted run."""
+        if self.cost is not None:
+            self.build_cost()
         if self._resume_rng is not None:
             set_rng_states(self._resume_rng)
             self._resume_rng = None
+
+    def build_cost(self) -> None:
+        """Measure the cost model on this module's device, for the images of the data module (``in_channels``,
+        ``image_size``) unless the CLI already measured it for the data's first batch."""
+        assert self.cost is not None
+        shape = self.cost.image_shape
+        if shape is None:
+            data = self.trainer.datamodule if self._trainer is not None else None
+            size = getattr(data, "image_size", None) or self.cost.image_size
+            if size is None:
+                raise ValueError("--model.cost.image_size: the data module does not say its image size; set it")
+            shape = (int(getattr(data, "in_channels", self.supernet.stem[0].in_channels)), int(size), int(size))
+        self.cost.build(shape, self.device, self.reduce_mean)
 
     def on_train_epoch_start(self) -> None:
         """Let the strategy update its schedules (e.g. a temperature)."""
@@ -182,6 +215,12 @@ class SearchModule(L.LightningModule):
         else:
             self._arch_step(weight_opt, arch_opt, train_batch, val_batch, last_batch)
             loss = self._weight_step(weight_opt, train_batch)
+        if self.cost is not None and self.current_epoch >= self.hparams.arch_start_epoch:
+            self.cost.update(self.rule_genotype())
+            self.log("cost", self.cost.last_cost, on_step=True, on_epoch=True, batch_size=len(val_batch[1]))
+            if self.cost.budget is not None:
+                self.log("cost_multiplier", self.cost.multiplier, on_step=True, on_epoch=True,
+                         batch_size=len(val_batch[1]))
         if self.selection is not None:
             self.selection.probe.add(val_batch)
             if last_batch:

@@ -3,7 +3,8 @@
 A one-shot run's report holds the genotype in all its text forms and how to load it, the cell pictures, the
 op-weight history with the per-edge spread, the op-importance heatmap, the loss and accuracy curves (from the
 logger's ``metrics.csv``), the collapse monitor's table and the supernet fidelity when they were measured, the
-found cell's size as a standalone network (``retrain``), the resolved config and the command that reproduces the
+found cell's size as a standalone network (``retrain``), its predicted and real cost per epoch with a cost
+objective, the resolved config and the command that reproduces the
 run. A discrete search's report holds each seed's best cell, its trial history and Pareto front. Pictures are
 embedded (base64), so the file can be mailed or attached as it is; it is written atomically.
 
@@ -142,6 +143,32 @@ def _monitor_table(monitor: dict[str, Any]) -> list[str]:
     return parts
 
 
+def cost_line(record: dict[str, Any]) -> str:
+    """One line on a cell's cost: predicted and real in the objective's kind, and the budget state."""
+    kind, unit = record["kind"], record["unit"]
+    line = (f"{kind} predicted {record['predicted'][kind]:.4g} {unit}, real {record['real'][kind]:.4g} {unit} "
+            f"({record['network']})")
+    if record.get("budget") is not None:
+        state = "within" if record.get("within_budget") else "over"
+        line += f"; budget {record['budget']:g} {unit}: {state} (multiplier {record['multiplier']:.3g})"
+    return line
+
+
+def _cost_part(cost: dict[str, Any]) -> list[str]:
+    epochs = cost.get("epochs", [])
+    if not epochs:
+        return []
+    kinds = list(epochs[-1]["predicted"])
+    header = ["epoch", *[f"{k} predicted" for k in kinds], *[f"{k} real" for k in kinds],
+              f"expected {epochs[-1]['kind']}", "multiplier", "cell"]
+    rows = [(r["epoch"], *[r["predicted"][k] for k in kinds], *[r["real"].get(k, math.nan) for k in kinds],
+             r["expected"], r["multiplier"], r["genotype"] if len(r["genotype"]) < 90 else r["genotype"][:87] + "...")
+            for r in epochs]
+    return [para(cost_line(epochs[-1])), para("Units: params in M, flops in M multiply-adds, latency in ms; "
+                                              "predicted by the cost model, real from the standalone network.",
+                                              note=True), table(header, rows)]
+
+
 def _fmt(value: Any) -> str:
     return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.4g}"
 
@@ -202,6 +229,7 @@ def oneshot_report(run_dir: str | Path) -> Path:
          if (run / "alphas.png").is_file() else []),
         ("What the supernet relies on", importance_part),
         ("Loss and accuracy", curve_part),
+        ("Cost of the found cell", _cost_part(_read_json(run / "cost.json"))),
         ("Collapse monitor", _monitor_table(_read_json(run / "monitor.json"))),
         ("Supernet fidelity", fidelity_part),
         ("Command", reproduce),

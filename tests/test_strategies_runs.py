@@ -1,5 +1,6 @@
-"""Trainer runs of GDAS, ENAS, PC-DARTS, SPOS, DrNAS and the robust-search additions (beta-decay, the DARTS-
-auxiliary skip, SDARTS random smoothing, perturbation selection, the NB201 GDAS edge sum): resuming equals running
+"""Trainer runs of GDAS, ENAS, PC-DARTS, SPOS, DrNAS, the robust-search additions (beta-decay, the DARTS-
+auxiliary skip, SDARTS random smoothing, perturbation selection, the NB201 GDAS edge sum) and the cost objective
+(measured latency, FLOPs on a sampled path): resuming equals running
 through, 2-process CPU DDP keeps every rank's architecture state bit-identical, and DDP without unused-parameter
 detection fails at start."""
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.strategies import DDPStrategy
 from torch.utils.data import DataLoader, TensorDataset
 
+from search.cost import CostObjective
 from search.module import SearchModule
 from search.robust import AuxiliarySkip, BetaDecay, RandomSmoothing
 from search.selection import PerturbationSelection
@@ -26,10 +29,10 @@ from supernet import DartsSearchNetwork, NB201SearchNetwork
 pytestmark = pytest.mark.filterwarnings("ignore:.*callbacks used to create the checkpoint.*")
 
 STRATEGIES = ["gdas", "enas", "pcdarts", "spos", "drnas", "beta_decay", "darts_minus", "sdarts_rs", "darts_pt",
-              "gdas_nb201_sum"]
+              "gdas_nb201_sum", "darts_latency", "gdas_flops"]
 """Run names: a strategy, or a strategy with regularizers / a selection (see ``make_module``)."""
 STRATEGY_OF = {"beta_decay": "darts", "darts_minus": "darts", "sdarts_rs": "darts", "darts_pt": "darts",
-               "gdas_nb201_sum": "gdas"}
+               "gdas_nb201_sum": "gdas", "darts_latency": "darts", "gdas_flops": "gdas"}
 STRATEGY_ARGS: dict[str, dict[str, Any]] = {
     "enas": {"derive_samples": 3, "probe_batches": 2},
     "spos": {"evaluations": 6, "epoch_evaluations": 3, "population_size": 3, "sample_size": 2, "probe_batches": 2},
@@ -47,8 +50,16 @@ MODULE_ARGS: dict[str, dict[str, Any]] = {
     "darts_pt": {"arch_lr": 3e-2, "selection": lambda: PerturbationSelection(tune_epochs=1, probe_batches=1)},
     # the authors' NB201 GDAS loop: weights first, Nesterov, alphas clipped with the weights
     "gdas_nb201_sum": {"arch_lr": 3e-2, "weights_first": True, "nesterov": True, "clip_with_arch": True},
+    # the cost objective: measured latency (each rank times the ops and the ranks average them; a resume reuses the
+    # checkpoint's; runs in one process share a cache, so that the uninterrupted run optimizes the same latencies)
+    # and FLOPs on GDAS's sampled path
+    "darts_latency": {"arch_lr": 3e-2, "cost": lambda: CostObjective(
+        kind="latency", weight=5.0, channels=4, layers=3, image_size=8, latency_repeats=2, latency_warmup=0,
+        latency_cache=str(Path(tempfile.gettempdir()) / f"oneshot-nas-test-latency-{os.getpid()}.json"))},
+    "gdas_flops": {"arch_lr": 3e-2, "cost": lambda: CostObjective(kind="flops", weight=5.0, channels=4, layers=3,
+                                                                  image_size=8)},
 }
-DENSE = ("pcdarts", "drnas", "beta_decay", "darts_minus", "sdarts_rs", "darts_pt")
+DENSE = ("pcdarts", "drnas", "beta_decay", "darts_minus", "sdarts_rs", "darts_pt", "darts_latency")
 """Runs that train every supernet parameter each step (plain DDP suffices)."""
 
 
@@ -107,6 +118,8 @@ def strategy_state(module: SearchModule) -> dict[str, Any]:
         state.update({f"regularizer{i}.{k}": v for k, v in regularizer.state_dict().items()})
     if module.selection is not None:
         state.update({f"selection.{k}": v for k, v in module.selection.state_dict().items()})
+    if module.cost is not None:
+        state.update({f"cost.{k}": v for k, v in module.cost.state_dict().items()})
     state["genotype"] = module.genotype().to_text()
     state["supernet"] = torch.cat([p.detach().reshape(-1) for p in module.supernet.parameters()])
     return state
