@@ -113,19 +113,12 @@ def latency_error(cells: int, seed: int, repeats: int) -> dict[str, Any]:
         genotype = space.discretize(weights)
         built = standalone(genotype, "cifar", None, None, 10, 3)
         rows.append({"genotype": genotype.to_text(), "predicted_ms": model.genotype_cost(genotype, "latency"),
-                     "measured_ms": meter._time(built, (3, 32, 32)),
+                     "measured_ms": meter.time(built, (3, 32, 32)),
                      "mflops": model.genotype_cost(genotype, "flops")})
     errors = [abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows]
     return {"device": meter.header["device"], "build_seconds": build_seconds, "ops_timed": len(meter.entries),
             "cells": rows, "mean_abs_error": statistics.fmean(errors), "max_abs_error": max(errors),
             "fixed_ms": model.fixed["latency"]}
-
-
-def _kendall(x: list[float], y: list[float]) -> float:
-    import torch
-    from torchmetrics.functional import kendall_rank_corrcoef
-
-    return float(kendall_rank_corrcoef(torch.tensor(x), torch.tensor(y)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.threads > 0:
             torch.set_num_threads(args.threads)
+        from search.fidelity import rank_fidelity
+
         result = out["latency"] = latency_error(args.latency_cells, 0, args.latency_repeats)
         predicted = [r["predicted_ms"] for r in result["cells"]]
         measured = [r["measured_ms"] for r in result["cells"]]
@@ -209,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  predicted {r['predicted_ms']:7.2f} ms  measured {r['measured_ms']:7.2f} ms  "
                   f"({r['mflops']:.0f} MFLOPs)")
         print(f"mean absolute error {100 * result['mean_abs_error']:.1f}%, max {100 * result['max_abs_error']:.1f}%; "
-              f"Kendall tau predicted vs measured {_kendall(predicted, measured):.3f}")
+              f"Kendall tau predicted vs measured {rank_fidelity(predicted, measured).kendall_tau:.3f}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=1) + "\n")

@@ -24,6 +24,7 @@ over all 15,625 cells (90.75, what a random cell scores), the optimum (94.37) an
     python benchmarks/nb201_oneshot.py [--device cpu|cuda] [--methods darts beta_darts ...] [--seeds 0 1 2] [--jobs 2]
     python benchmarks/nb201_oneshot.py --epochs 1 --images 512            # a quick end-to-end check
     python benchmarks/nb201_oneshot.py --export-subset DIR                 # compact copy of data and table
+    python benchmarks/nb201_oneshot.py --from-results RESULTS.json --consensus 3   # re-summarize saved runs
 
 ``--export-subset DIR`` writes ``DIR/cifar10_first<images>.npz`` (the first ``--images`` training images and
 ``--export-test`` test images, compressed) and ``DIR/nb201.csv``, small enough to ship to another machine; the
@@ -253,6 +254,39 @@ def summary(results: list[dict[str, Any]], methods: list[str], random_median: fl
     return "\n".join(lines)
 
 
+def consensus_lines(results: list[dict[str, Any]], methods: list[str], table: Any, size: int) -> str:
+    """Per method, the table accuracy of the consensus cell (``search.seeds.consensus_genotype``: votes per edge,
+    ties by the seeds' last op probabilities before any selection) of every ``size`` of its seeds, and of all."""
+    import itertools
+
+    from ops import NB201Genotype, search_space
+    from search.seeds import consensus_genotype
+
+    candidates = list(search_space("nb201"))
+
+    def last_weights(group: Any) -> list[dict[str, Any]] | None:  # older results files did not record them
+        return [{"normal": r["epoch_probabilities"][-1]} for r in group] \
+            if all("epoch_probabilities" in r for r in group) else None
+
+    lines = [f"consensus cells of {size} seeds (every combination of the runs; they share runs, so they are not "
+             "independent)"]
+    for method in methods:
+        runs = sorted((r for r in results if r["method"] == method), key=lambda r: r["seed"])
+        if len(runs) < size:
+            continue
+        accs = []
+        for group in itertools.combinations(runs, size):
+            cells = [NB201Genotype.from_arch_str(r["cell"]) for r in group]
+            accs.append(table.accuracy(consensus_genotype(cells, last_weights(group), candidates), "cifar10", "test"))
+        every = consensus_genotype([NB201Genotype.from_arch_str(r["cell"]) for r in runs], last_weights(runs),
+                                   candidates)
+        mean, std = mean_std(accs)
+        lines.append(f"{LABELS.get(method, method):<18}{len(accs)} groups: {mean:.2f} +- {std:.2f}, worst "
+                     f"{min(accs):.2f}; all {len(runs)} seeds: {table.accuracy(every, 'cifar10', 'test'):.2f} "
+                     f"{every.to_arch_str()}")
+    return "\n".join(lines)
+
+
 def check_inputs(parser: argparse.ArgumentParser, methods: list[str], data: Path, table: Path) -> None:
     """Exit through ``parser.error`` on an unknown method or a missing data or table file."""
     unknown = [m for m in methods if m not in METHODS]
@@ -288,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export-subset", type=Path, default=None, metavar="DIR",
                         help="write a compact copy of the first --images training images and the table; exit")
     parser.add_argument("--export-test", type=int, default=1000, help="test images in the exported subset")
+    parser.add_argument("--consensus", type=int, default=0, metavar="K",
+                        help="also score the consensus cell of every K seeds of a method (search.seeds)")
+    parser.add_argument("--from-results", type=Path, default=None, metavar="JSON",
+                        help="print the summary (and --consensus) of a results file written by --out; no search")
     args = parser.parse_args(argv)
 
     if args.export_subset is not None:
@@ -295,6 +333,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from search.nb201_table import NB201Table
 
+    if args.from_results is not None:
+        if not args.from_results.is_file():
+            parser.error(f"--from-results {args.from_results}: no such file")
+        saved = json.loads(args.from_results.read_text())
+        results = saved["results"]
+        methods = list(dict.fromkeys(r["method"] for r in results))
+        print(summary(results, methods, saved["random_median"]))
+        if args.consensus:
+            print(consensus_lines(results, methods, NB201Table(args.table), args.consensus))
+        return 0
     check_inputs(parser, args.methods, args.data, args.table)
     if args.images < 2 or args.epochs < 1 or args.jobs < 1:
         parser.error("need --images >= 2, --epochs >= 1 and --jobs >= 1")
@@ -327,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     results.sort(key=lambda r: (args.methods.index(r["method"]), r["seed"]))
     print(f"\n{len(runs)} runs in {time.perf_counter() - start:.0f} s wall on {args.device} "
           f"({args.jobs} at a time)\n" + summary(results, args.methods, random_median), flush=True)
+    if args.consensus:
+        print(consensus_lines(results, args.methods, NB201Table(args.table), args.consensus), flush=True)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"config": asdict(config), "random_median": random_median,

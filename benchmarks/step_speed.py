@@ -27,6 +27,12 @@ ceil(25000 / batch) x (step time + one no-grad validation forward of a batch).
     python benchmarks/step_speed.py                           # CPU: both configs, orders 1 and 2, memory
     python benchmarks/step_speed.py --scaling                 # + step time vs ops / nodes / batch size
     python benchmarks/step_speed.py --device cuda --bf16 --channels-last --steps 10
+    python benchmarks/step_speed.py --ops                     # ATen ops per step, per space, path and order
+
+``--ops`` counts the ATen ops of one step with the profiler (on the CPU; the count is the same on any device up to
+the device's own dispatch): all of them and the leaves, the ops that call no other (about one kernel launch each):
+the launch-bound cost of a step on a GPU, as a machine-independent figure. ``fused-gpu`` is the fused path with
+PyTorch's kernels instead of its own CPU kernels, which is what it runs on a GPU.
 """
 from __future__ import annotations
 
@@ -50,7 +56,7 @@ import torch.nn.functional as F  # noqa: E402
 from ops import search_space  # noqa: E402
 from search.strategies.base import ArchStepContext  # noqa: E402
 from search.strategies.darts import DartsStrategy  # noqa: E402
-from supernet import DartsSearchNetwork  # noqa: E402
+from supernet import DartsSearchNetwork, NB201SearchNetwork  # noqa: E402
 
 CONFIGS = {"paper": dict(channels=16, layers=8, batch=64), "small": dict(channels=8, layers=5, batch=32)}
 IMPLS = ("reference", "fused")
@@ -62,10 +68,14 @@ class Search:
     """A supernet with its DARTS strategy, alphas, both optimizers and a fixed pair of batches."""
 
     def __init__(self, channels: int, layers: int, batch: int, order: int, device: str, steps: int = 4,
-                 candidates: tuple[str, ...] = search_space("darts"), bf16: bool = False,
-                 channels_last: bool = False, seed: int = 0) -> None:
+                 candidates: tuple[str, ...] | None = None, bf16: bool = False,
+                 channels_last: bool = False, seed: int = 0, space: str = "darts") -> None:
         torch.manual_seed(seed)
-        self.net = DartsSearchNetwork(channels, layers, steps=steps, multiplier=steps, candidates=candidates).to(device)
+        if space == "nb201":  # layers: cells per stage
+            self.net = NB201SearchNetwork(channels, layers).to(device)
+        else:
+            self.net = DartsSearchNetwork(channels, layers, steps=steps, multiplier=steps,
+                                          candidates=candidates or search_space("darts")).to(device)
         self.strategy = DartsStrategy(order=order)
         self.arch = self.strategy.build_arch(self.net).to(device)
         self.w_opt = torch.optim.SGD(self.net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
@@ -82,7 +92,8 @@ class Search:
 
     def step(self, variant: str) -> None:
         """Architecture step on the validation batch, then weight step on the training batch."""
-        self.net.set_impl(*VARIANTS[variant])
+        if hasattr(self.net, "set_impl"):  # the NB201 supernet has one path
+            self.net.set_impl(*VARIANTS[variant])
         train, val = self.batches
         with self.autocast():
             ctx = ArchStepContext(supernet=self.net, arch=self.arch, optimizer=self.a_opt,
@@ -242,6 +253,38 @@ def main_table(args: argparse.Namespace) -> None:
                       flush=True)
 
 
+OP_CONFIGS = {"darts small": ("darts", CONFIGS["small"]), "darts paper": ("darts", CONFIGS["paper"]),
+              "nb201 benchmark": ("nb201", dict(channels=8, layers=1, batch=64)),
+              "nb201 paper": ("nb201", dict(channels=16, layers=5, batch=64))}
+"""The op-count rows: the DARTS configs above, NB201 at the ``nb201_oneshot.py`` budget and at the paper's size."""
+
+
+def aten_ops(search: Search, variant: str) -> tuple[int, int]:
+    """ATen ops of one step, counted with the profiler: all of them, and the leaves (ops that call no other ATen
+    op, about one kernel launch each) -- a figure that does not depend on the machine."""
+    from torch.profiler import ProfilerActivity, profile
+
+    search.step(variant)  # warm-up: first-call set-up is not part of a step
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        search.step(variant)
+    events = [e for e in prof.events() if e.name.startswith("aten::")]
+    leaves = [e for e in events if not any(c.name.startswith("aten::") for c in e.cpu_children)]
+    return len(events), len(leaves)
+
+
+def ops_table(args: argparse.Namespace) -> None:
+    """ATen ops (and leaf ops, ~kernel launches) per search step, per space, path and order."""
+    print(f"\n{'config':16} {'order':>5} {'path':>10} {'ATen ops':>9} {'leaf ops':>9}  (one architecture + weight step)")
+    for name, (space, cfg) in OP_CONFIGS.items():
+        for order in args.orders:
+            search = Search(cfg["channels"], cfg["layers"], 2, order, "cpu", space=space)  # counts do not depend
+            for variant in (("reference", "fused", "fused-gpu") if space == "darts" else ("reference",)):  # on batch
+                if hasattr(search.net, "cpu_kernels"):  # fused-gpu: PyTorch's kernels, as the fused path runs on a GPU
+                    search.net.cpu_kernels = variant != "fused-gpu"
+                total, leaves = aten_ops(search, variant.replace("-gpu", ""))
+                print(f"{name:16} {order:>5} {variant:>10} {total:>9} {leaves:>9}", flush=True)
+
+
 def scaling_rows() -> Iterator[tuple[str, dict[str, Any]]]:
     base = dict(channels=8, layers=5, batch=32, order=1)
     darts = search_space("darts")
@@ -278,6 +321,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="also the fused variant without recomputation")
     parser.add_argument("--scaling", action="store_true", help="also time the step against ops/nodes/batch size")
     parser.add_argument("--scaling-steps", type=int, default=2)
+    parser.add_argument("--ops", action="store_true", help="only count the ATen ops of one step (device-independent)")
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -287,6 +331,9 @@ def main() -> None:
         return
     print(f"device={args.device} threads={args.threads} bf16={args.bf16} channels_last={args.channels_last} "
           f"torch={torch.__version__}")
+    if args.ops:
+        ops_table(args)
+        return
     check_same_math(args)
     main_table(args)
     if args.scaling:

@@ -129,10 +129,12 @@ def count_parameters(net: nn.Module, include_auxiliary: bool = False) -> int:
 
 
 def count_macs(net: nn.Module, image_size: int | tuple[int, int], in_channels: int = 3) -> int:
-    """Multiply-adds of one image's inference (convolutions and linear layers, as NAS papers report "FLOPs")."""
+    """Multiply-adds of one image's inference (convolutions and linear layers, as NAS papers report "FLOPs"); also
+    for a single op, parameter-free or not (``image_size`` then is its input's ``(H, W)``, ``in_channels`` its C)."""
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-    param = next(net.parameters())
-    x = torch.zeros(1, in_channels, h, w, device=param.device, dtype=param.dtype)
+    param = next(net.parameters(), None)
+    x = torch.zeros(1, in_channels, h, w, device=param.device if param is not None else None,
+                    dtype=param.dtype if param is not None else None)
     was_training = net.training
     net.eval()
     try:

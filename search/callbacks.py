@@ -5,7 +5,8 @@ shared with ``config.yaml`` (LightningCLI), ``metrics.csv`` (the logger) and ``c
 
     genotype.json              the final genotype (ops.Genotype.load reads it)
     genotypes/epoch_XXX.json   the genotype after every epoch
-    alphas.json                per epoch, per cell type, per edge, per op: the op probabilities (+ val_acc)
+    alphas.json                per epoch, per cell type, per edge, per op: the op probabilities (+ val_acc; with a
+                               selection also ``alpha_probabilities``, the weights before its decisions)
     cell_normal.png            the final cells (cell_reduce.png too for the DARTS space)
     alphas.png                 how the op probabilities evolved, one small plot per edge, the kept op marked
     importance.json / .png     per edge and op, the supernet's accuracy drop without it (search.importance)
@@ -77,6 +78,9 @@ class SearchOutputs(Callback):
             "probabilities": {cell: p.double().cpu().tolist() for cell, p in pl_module.probabilities().items()},
             "genotype": genotype.to_dict(),
         }
+        if pl_module.selection is not None:  # the architecture weights themselves, before the selection's decisions
+            record["alpha_probabilities"] = {cell: p.double().cpu().tolist()
+                                             for cell, p in pl_module.strategy.probabilities(pl_module.arch).items()}
         for key in ("val_acc", "val_loss", "train_acc"):
             if key in trainer.callback_metrics:
                 record[key] = float(trainer.callback_metrics[key])

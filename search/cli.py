@@ -28,6 +28,7 @@ from configs import resolve_config_args
 from configs.cli import DEBUG_ENV, check_links, fail, held_output, read_checkpoint
 from configs.guard import Diverged, FiniteGuard
 from search.checks import check_epochs, check_trainer_strategy
+from search.cost.objective import BudgetError
 from search.module import SearchModule
 from search.strategies import list_strategies, strategy_arguments
 
@@ -137,6 +138,8 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str | None = None) -> tuple
     model.on_load_checkpoint(saved)
     model.eval()
     data.setup("fit")
+    if model.cost is not None:  # the budget the run's genotype is held to (latencies: the checkpoint's, if from here)
+        model.cost.build((data.in_channels, data.image_size, data.image_size), "cpu", save=False, check_budget=False)
     return model, data
 
 
@@ -157,6 +160,13 @@ def check_checkpoint(path: str, model: SearchModule) -> dict[str, Any]:
         culprit = f"lacks {missing[0]}" if missing else f"has unexpected {extra[0]}"
         raise InputError(f"--resume {path}: the checkpoint does not match this model ({culprit}; "
                          f"{len(missing)} missing, {len(extra)} unexpected keys): same --model settings?")
+    for part, flag in (("selection", "--model.selection (perturbation selection)"),
+                       ("cost", "--model.cost (the cost objective)")):
+        if (getattr(model, part) is None) != (part not in checkpoint):
+            raise InputError(f"--resume {path}: the checkpoint and this run differ in {flag}")
+    if model.cost is not None and checkpoint["cost"].get("kind", model.cost.kind) != model.cost.kind:
+        raise InputError(f"--resume {path}: the checkpoint was written with --model.cost.kind "
+                         f"{checkpoint['cost']['kind']}, this run has {model.cost.kind}")
     wrong = [k for k in expected if expected[k] != saved[k]]
     if wrong:
         raise InputError(f"--resume {path}: {wrong[0]} has shape {saved[wrong[0]]} in the checkpoint, "
@@ -233,13 +243,15 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                 check_trainer(trainer, model)
                 supernet_args = (cli.config.model.get("supernet") or {}).get("init_args") or {}
                 image_shape = check_data(data, model)
-                if model.cost is not None:  # a budget below the cheapest cell fails here, before the run starts
-                    model.cost.build(image_shape, trainer.strategy.root_device)
                 check_links("--model.supernet.init_args", supernet_args, type(model.supernet),
                             {"num_classes": data.num_classes, "in_channels": data.in_channels})
                 resume = cli.config.get("resume")
                 if resume:
                     check_checkpoint(resume, model)
+                if model.cost is not None:  # a budget below the cheapest cell fails here, before the run starts;
+                    # measured latencies only after the ranks have averaged them (at fit start)
+                    model.cost.build(image_shape, trainer.strategy.root_device, save=False,
+                                     check_budget=model.cost.kind != "latency" or trainer.world_size == 1)
             except BaseException:
                 release[0] = debug  # bad input: only the one-line error below (everything with NAS_DEBUG=1)
                 raise
@@ -254,7 +266,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             callback.command = " ".join(shlex.quote(a) for a in [*prog.split(), *args])
     try:
         trainer.fit(model, datamodule=data, ckpt_path=resume or None)
-    except Diverged as err:
+    except (Diverged, BudgetError) as err:
         if debug:
             raise
         return fail(prog, err)

@@ -174,9 +174,10 @@ class SearchModule(L.LightningModule):
         return [weights, arch], [schedule]
 
     def on_fit_start(self) -> None:
-        """After a resume: put the random-number generators back in the state they had when the checkpoint was
-        written. This is the last hook before Lightning draws the first epoch's data order, so a run resumed from
-        an end-of-epoch checkpoint continues exactly like the uninterrupted run."""
+        """Measure the cost model (with a cost objective); after a resume, put the random-number generators back in
+        the state they had when the checkpoint was written. This is the last hook before Lightning draws the first
+        epoch's data order, so a run resumed from an end-of-epoch checkpoint continues exactly like the
+        uninterrupted run."""
         if self.cost is not None:
             self.build_cost()
         if self._resume_rng is not None:
@@ -194,7 +195,7 @@ class SearchModule(L.LightningModule):
             if size is None:
                 raise ValueError("--model.cost.image_size: the data module does not say its image size; set it")
             shape = (int(getattr(data, "in_channels", self.supernet.stem[0].in_channels)), int(size), int(size))
-        self.cost.build(shape, self.device, self.reduce_mean)
+        self.cost.build(shape, self.device, self.reduce_mean, save=self.trainer.is_global_zero)
 
     def on_train_epoch_start(self) -> None:
         """Let the strategy update its schedules (e.g. a temperature)."""

@@ -73,7 +73,8 @@ class ArchRegularizer:
         """Restore what ``state_dict`` returned."""
 
 
-def _check_number(owner: str, **values: float) -> None:
+def check_nonnegative(owner: str, **values: float) -> None:
+    """Raise one line naming ``owner`` and the key unless every value is a finite number >= 0."""
     for key, value in values.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
             raise ValueError(f"{owner}: {key} must be a finite number >= 0, got {value!r}")
@@ -94,7 +95,7 @@ class BetaDecay(ArchRegularizer):
     name = "beta_decay"
 
     def __init__(self, weight_start: float = 0.0, weight_end: float = 24.5) -> None:
-        _check_number("BetaDecay", weight_start=weight_start, weight_end=weight_end)
+        check_nonnegative("BetaDecay", weight_start=weight_start, weight_end=weight_end)
         self.weight_start, self.weight_end = float(weight_start), float(weight_end)
         self.weight = self.weight_start
 
@@ -134,7 +135,7 @@ class RandomSmoothing(PicklesGenerator, ArchRegularizer):
     name = "random_smoothing"
 
     def __init__(self, epsilon_start: float = 0.03, epsilon_end: float = 0.3, seed: int = 0) -> None:
-        _check_number("RandomSmoothing", epsilon_start=epsilon_start, epsilon_end=epsilon_end)
+        check_nonnegative("RandomSmoothing", epsilon_start=epsilon_start, epsilon_end=epsilon_end)
         self.epsilon_start, self.epsilon_end = float(epsilon_start), float(epsilon_end)
         self.epsilon = self.epsilon_start
         self.generator = seeded_generator(seed)
@@ -190,7 +191,7 @@ class AuxiliarySkip(ArchRegularizer):
     name = "auxiliary_skip"
 
     def __init__(self, beta_start: float = 1.0) -> None:
-        _check_number("AuxiliarySkip", beta_start=beta_start)
+        check_nonnegative("AuxiliarySkip", beta_start=beta_start)
         self.beta_start = float(beta_start)
         self.beta = self.beta_start
         self.skip_index: int | None = None

@@ -3,8 +3,9 @@
 Runs the search of the config once per seed, one after the other in this process (``search.cli.main`` with
 ``--seed_everything S``, ``--model.strategy_args.seed S`` where the strategy takes a seed, and the run folder
 ``<save_dir>/<name>/seed_S``), then writes ``<save_dir>/<name>/seeds_summary.json`` and prints it: each seed's
-genotype, how far the seeds agree edge by edge, and with ``--table nb201.csv`` (NAS-Bench-201 space) each
-genotype's CIFAR-10 test accuracy with mean ± sample std. Every other flag goes to the search
+genotype, how far the seeds agree edge by edge, the cell they vote for (``consensus_genotype``, also written as
+``<save_dir>/<name>/consensus.json``), and with ``--table nb201.csv`` (NAS-Bench-201 space) each genotype's
+CIFAR-10 test accuracy with mean ± sample std, and the consensus cell's. Every other flag goes to the search
 (``python -m search.darts --help`` lists them). A seed whose folder already holds ``genotype.json`` is reused,
 so a killed command picks up where it stopped; an unfinished seed folder is removed and that seed run again.
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from ops import Genotype, NB201Genotype
+from ops import DartsGenotype, Genotype, NB201Genotype
 from ops.jsonfile import write_json
 from configs.cli import EXIT_USAGE, one_line
 from search import cli as search_cli
@@ -33,6 +34,7 @@ from search.strategies import strategy_arguments
 
 PROG = "python -m search.seeds"
 SUMMARY_NAME = "seeds_summary.json"
+CONSENSUS_NAME = "consensus.json"
 MAX_SEED = 2**32 - 1
 TABLE_DATASET, TABLE_SPLIT = "cifar10", "test"
 _SET_HERE = ("--seed_everything", "--trainer.logger.init_args.version", "--model.strategy_args.seed")
@@ -73,6 +75,57 @@ def edge_agreement(genotypes: Sequence[Genotype]) -> dict[str, Any]:
             "unit": genotypes[0].slot_unit, "mean": sum(fractions) / len(fractions)}
 
 
+# ---- consensus --------------------------------------------------------------------------------------------------
+def consensus_genotype(genotypes: Sequence[Genotype],
+                       probabilities: Sequence[dict[str, Sequence[Sequence[float]]]] | None = None,
+                       candidates: Sequence[str] | None = None) -> Genotype:
+    """The cell the seeds vote for: per NB201 edge the op most seeds chose; per DARTS node the two inputs most seeds
+    keep, each with the op most of those seeds put there. Ties go to the larger summed op probability of the seeds'
+    last epoch (``probabilities``: per seed, per cell type, ``[edge][op]`` in ``candidates`` order; after a
+    perturbation selection these are one-hot, i.e. the votes again), then to the earliest seed's choice."""
+    if not genotypes:
+        raise ValueError("consensus_genotype needs at least one genotype")
+    edge_agreement(genotypes)  # one space and cell size
+    first = genotypes[0]
+
+    def weight(seeds: Sequence[int], cell: str, edge: int, op: str) -> float:
+        if probabilities is None or candidates is None or op not in candidates:
+            return 0.0
+        return sum(probabilities[s][cell][edge][list(candidates).index(op)] for s in seeds)
+
+    def pick(votes: dict[Any, list[int]], score: Any) -> list[Any]:
+        """Options by votes, then score, then the earliest seed that chose them."""
+        return sorted(votes, key=lambda o: (-len(votes[o]), -score(o), min(votes[o])))
+
+    if isinstance(first, NB201Genotype):
+        edges = []
+        for e in range(len(first.edges)):
+            votes: dict[str, list[int]] = {}
+            for s, g in enumerate(genotypes):
+                votes.setdefault(g.edges[e], []).append(s)
+            edges.append(pick(votes, lambda op: weight(range(len(genotypes)), "normal", e, op))[0])
+        return NB201Genotype(edges=tuple(edges))
+    from ops.topology import darts_node_edges
+
+    cells = {}
+    for cell in ("normal", "reduce"):
+        node_edges = darts_node_edges(first.steps)
+        pairs: list[tuple[str, int]] = []
+        for node in range(first.steps):
+            kept: dict[int, dict[str, list[int]]] = {}  # input -> op -> seeds
+            for s, g in enumerate(genotypes):
+                for op, src in getattr(g, cell)[2 * node:2 * node + 2]:
+                    kept.setdefault(src, {}).setdefault(op, []).append(s)
+            inputs = {src: [s for seeds in ops.values() for s in seeds] for src, ops in kept.items()}
+            for src in pick(inputs, lambda j: max(weight(inputs[j], cell, node_edges[node][j], op)
+                                                  for op in kept[j]))[:2]:
+                edge = node_edges[node][src]
+                pairs.append((pick(kept[src], lambda op: weight(kept[src][op], cell, edge, op))[0], src))
+        cells[cell] = tuple(pairs)
+    return DartsGenotype(normal=cells["normal"], normal_concat=first.normal_concat, reduce=cells["reduce"],
+                         reduce_concat=first.reduce_concat)
+
+
 # ---- summary ----------------------------------------------------------------------------------------------------
 def mean_sample_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (``ddof=1``); ``None`` where undefined (no values; std of one)."""
@@ -81,11 +134,23 @@ def mean_sample_std(values: Sequence[float]) -> tuple[float | None, float | None
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def last_probabilities(run_dir: Path) -> tuple[dict[str, Any] | None, list[str] | None]:
+    """A run's op probabilities of its last epoch (before any selection's decisions) and its candidates, from its
+    ``alphas.json`` (``None, None`` if it has none)."""
+    try:
+        history = json.loads((Path(run_dir) / "alphas.json").read_text())
+        last = history["epochs"][-1]
+        return last.get("alpha_probabilities") or last["probabilities"], history["candidates"]
+    except (OSError, ValueError, KeyError, IndexError):
+        return None, None
+
+
 def build_summary(runs: Sequence[dict[str, Any]], genotypes: Sequence[Genotype],
                   table: NB201Table | None = None) -> dict[str, Any]:
     """The summary of a multi-seed command: ``runs`` (one dict per seed with ``seed``, ``run_dir``, ``reused``)
     completed with each genotype (its text) and, given an NB201 ``table``, its CIFAR-10 test accuracy (``None``
-    for a cell not in the table), the edge agreement, and the accuracy's mean and sample std."""
+    for a cell not in the table), the edge agreement, the consensus cell (ties broken by the runs' last op
+    probabilities where every run has them), and the accuracies' mean and sample std."""
     metric = f"{TABLE_DATASET}_{TABLE_SPLIT}"
     out_runs = []
     for run, genotype in zip(runs, genotypes):
@@ -95,13 +160,18 @@ def build_summary(runs: Sequence[dict[str, Any]], genotypes: Sequence[Genotype],
                 raise ValueError("--table needs NAS-Bench-201 genotypes")
             record[metric] = table.accuracy(genotype, TABLE_DATASET, TABLE_SPLIT) if genotype in table else None
         out_runs.append(record)
+    read = [last_probabilities(r["run_dir"]) for r in runs]
+    usable = all(p is not None for p, _ in read) and len({tuple(c) for _, c in read}) == 1
+    consensus = consensus_genotype(genotypes, [p for p, _ in read] if usable else None, read[0][1] if usable else None)
     summary: dict[str, Any] = {"space": genotypes[0].space, "seeds": [r["seed"] for r in runs], "runs": out_runs,
-                               "agreement": edge_agreement(genotypes)}
+                               "agreement": edge_agreement(genotypes), "consensus": {"genotype": consensus.to_text()}}
     if table is not None:
         found = [r[metric] for r in out_runs if r[metric] is not None]
         mean, std = mean_sample_std(found)
         summary["table"] = {"path": str(table.path), "metric": metric, "mean": mean, "std": std, "n": len(found),
                             "not_in_table": [r["seed"] for r in out_runs if r[metric] is None]}
+        summary["consensus"][metric] = table.accuracy(consensus, TABLE_DATASET, TABLE_SPLIT) \
+            if consensus in table else None
     return summary
 
 
@@ -121,6 +191,11 @@ def format_summary(summary: dict[str, Any]) -> str:
     for cell, slots in agreement["cells"].items():
         parts = [f"{s['slot']} {round(s['agreement'] * n)}/{n}" for s in slots]
         lines.append(f"  {cell}: " + ", ".join(parts))
+    consensus = summary.get("consensus")
+    if consensus:
+        value = consensus.get(summary["table"]["metric"]) if "table" in summary else None
+        accuracy = f" ({summary['table']['metric']} {value:.2f}%)" if value is not None else ""
+        lines.append(f"consensus of the {n} seeds (votes per edge): {consensus['genotype']}{accuracy}")
     if "table" in summary:
         table = summary["table"]
         if table["mean"] is None:
@@ -302,7 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {**build_summary(runs, genotypes, setup["table"]), "search_args": setup["rest"]}
     path = parent / SUMMARY_NAME
     write_json(path, summary)
-    print(format_summary(summary) + f"\nwrote {path}", flush=True)
+    Genotype.parse(summary["consensus"]["genotype"]).save(parent / CONSENSUS_NAME)
+    print(format_summary(summary) + f"\nwrote {path} and {parent / CONSENSUS_NAME}", flush=True)
     return 0
 
 

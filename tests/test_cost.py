@@ -217,7 +217,7 @@ def test_latency_cache_is_reused_on_the_same_device_and_remeasured_on_another(tm
     ({"kind": "energy"}, "--model.cost.kind must be one of params, flops, latency"),
     ({"budget": 0}, "--model.cost.budget must be a positive number"),
     ({"budget": -3.0}, "--model.cost.budget must be a positive number"),
-    ({"weight": -1.0}, "--model.cost.weight must be a finite number >= 0"),
+    ({"weight": -1.0}, "--model.cost: weight must be a finite number >= 0"),
     ({"kind": "latency", "latency_repeats": 0}, "--model.cost.latency_repeats must be an integer >= 1"),
 ])
 def test_bad_cost_settings_are_refused_in_one_line(kwargs, needle):
@@ -288,3 +288,36 @@ def test_a_budget_below_the_cheapest_cell_stops_before_the_run_starts(tmp_path):
     assert done.returncode == 2 and len(lines) == 1, done.stderr[-3000:]
     assert "--model.cost.budget 0.1 M multiply-adds is below the cheapest cell of the space (0.4686" in lines[0]
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("strategy, args", [("darts", {"order": 2}), ("pcdarts", {}), ("drnas", {}), ("gdas", {})])
+def test_every_alpha_strategy_searches_within_a_params_budget(strategy, args):
+    import lightning as L
+
+    from nasdata import DigitsDataModule
+    from search.module import SearchModule
+
+    L.seed_everything(0)
+    supernet = DartsSearchNetwork(channels=4, layers=3, steps=2, multiplier=2, in_channels=1,
+                                  partial_channels=2 if strategy == "pcdarts" else 1)
+    cost = CostObjective(kind="params", budget=1e9, dual_lr=2.0, channels=4, layers=5)
+    module = SearchModule(supernet, strategy=strategy, strategy_args=args, arch_lr=0.05, cost=cost)
+    data = DigitsDataModule(subset=64, batch_size=16, search_split=True)
+    module.cost.build((1, 8, 8))
+    cost.budget = (cost.smallest + cost.largest) / 2
+    L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, limit_val_batches=1).fit(module, data)
+    assert cost.multiplier >= 0 and cost.model.genotype_cost(module.genotype(), "params") <= cost.budget
+
+
+def test_gdas_in_the_darts_space_keeps_the_penalty_gradient_bounded_when_none_is_sampled():
+    supernet = DartsSearchNetwork(channels=4, layers=3, in_channels=1)
+    cost, arch = _objective(supernet, strategy="gdas", weight=5.0)
+    for draw in range(6):
+        weights = cost._strategy.weights(arch)
+        cost.capture(weights)
+        grads = torch.autograd.grad(cost.penalty(arch), list(arch.alphas.values()))
+        assert max(float(g.abs().max()) for g in grads) < 100.0, draw
+    # float32 strengths where one input holds everything: inclusions stay probabilities summing to 2
+    inclusion = top2_inclusion(torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(inclusion, torch.tensor([1.0, 0.5, 0.5])) and inclusion.dtype == torch.float32

@@ -14,7 +14,7 @@ from ops import DartsGenotype, Genotype, NB201Genotype
 from ops.zoo import get_genotype
 from search import cli as search_cli
 from search.nb201_table import NB201Table
-from search.seeds import PROG, SUMMARY_NAME, edge_agreement, main, mean_sample_std
+from search.seeds import PROG, SUMMARY_NAME, consensus_genotype, edge_agreement, main, mean_sample_std
 
 DATA = Path(__file__).parent / "data"
 EXCERPT = DATA / "nb201_excerpt.csv"
@@ -123,6 +123,8 @@ def test_table_summary_of_known_cells(tmp_path: Path, capsys: pytest.CaptureFixt
     assert summary["table"]["mean"] == pytest.approx(statistics.mean(accuracies))
     assert summary["table"]["std"] == pytest.approx(statistics.stdev(accuracies))  # sample std
     assert summary["agreement"]["all_agree"] == 1 and summary["agreement"]["slots"] == 6  # edge 0->3: skip
+    assert summary["consensus"] == {"genotype": BEST, "cifar10_test": pytest.approx(94.373333)}  # two votes of 3
+    assert NB201Genotype.load(parent / "consensus.json") == NB201Genotype.from_arch_str(BEST)
     out = capsys.readouterr().out
     assert "all agree on 1 of 6 edges" in out and f"{statistics.mean(accuracies):.2f} ± " in out
 
@@ -149,6 +151,32 @@ def test_edge_agreement_of_hand_made_genotypes() -> None:
     assert edge_agreement([a])["all_agree"] == 4
     with pytest.raises(ValueError, match="different search spaces"):
         edge_agreement([a, nb[0]])
+
+
+def test_consensus_votes_per_edge_and_breaks_ties_by_probability_then_seed_order() -> None:
+    conv3, skip, conv1 = "nor_conv_3x3", "skip_connect", "nor_conv_1x1"
+    cells = [NB201Genotype(edges=(conv3, conv3, conv1, skip, conv3, conv3)),
+             NB201Genotype(edges=(conv3, conv3, conv3, skip, conv3, conv3)),
+             NB201Genotype(edges=(conv3, conv3, skip, conv3, conv3, skip))]
+    assert consensus_genotype(cells).edges == (conv3, conv3, conv1, skip, conv3, conv3)  # 1->2: a 3-way tie, seed 0
+    candidates = ["none", skip, conv1, conv3, "avg_pool_3x3"]
+    flat = [[0.2] * 5 for _ in range(6)]
+    favour_conv3 = [{"normal": [row[:] for row in flat]} for _ in cells]
+    favour_conv3[1]["normal"][2][3] = 0.9  # seed 1 holds conv3 on 1->2 strongly
+    assert consensus_genotype(cells, favour_conv3, candidates).edges[2] == conv3
+
+    def darts(normal: list[tuple[str, int]]) -> DartsGenotype:
+        reduce = (("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1))
+        return DartsGenotype(normal=tuple(normal), normal_concat=(2, 3), reduce=reduce, reduce_concat=(2, 3))
+
+    a = darts([("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("skip_connect", 0), ("sep_conv_3x3", 2)])
+    b = darts([("sep_conv_3x3", 1), ("dil_conv_3x3", 0), ("skip_connect", 1), ("sep_conv_3x3", 2)])
+    c = darts([("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("skip_connect", 1), ("dil_conv_3x3", 2)])
+    vote = consensus_genotype([a, b, c])
+    # node 2: inputs 0 and 1 (3 votes each), input 0's op sep_conv_3x3 (2 of 3); node 3: input 2 (3 votes), then
+    # input 1 (2 votes) over input 0 (1), ops by majority
+    assert vote.normal == (("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 2), ("skip_connect", 1))
+    assert vote.reduce == a.reduce and vote.normal_concat == (2, 3)
 
 
 def test_mean_sample_std() -> None:

@@ -1,8 +1,10 @@
 """Latency of a module on the search device: the median of timed repeats after warm-up, cached on disk.
 
-The cache is one JSON file per machine setting: it records the device name and the library versions it was
-measured with; a cache from another device or version is not used (one line says so, and everything is measured
-again), since a latency only means something on the device and software that produced it. Entries are keyed by the
+The cache is a JSON file holding the measurements of one device and software setting: it records the device name
+and the library versions they were made with; a cache from another device or version is not used (one line says
+so, everything is measured again and the file then holds this device's), since a latency only means something on
+the device and software that produced it. Give each device its own file (``--model.cost.latency_cache``) to keep
+several. Entries are keyed by the
 module's structure (its ``repr``: op, channels, kernel, stride), the input shape, the batch size and whether the
 backward pass is timed.
 """
@@ -16,7 +18,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -96,13 +97,16 @@ class LatencyMeter:
         """Milliseconds of one call of ``module`` on a batch of ``shape`` inputs (cached)."""
         key = self.key(module, shape)
         if key not in self.entries:
-            self.entries[key] = self._time(module, shape)
+            self.entries[key] = self.time(module, shape)
             self.measured += 1
         return self.entries[key]
 
-    def _time(self, module: nn.Module, shape: tuple[int, ...]) -> float:
+    def time(self, module: nn.Module, shape: tuple[int, ...]) -> float:
+        """Milliseconds of one call of ``module`` on a batch of ``shape`` inputs (timed now, not cached): the median
+        of ``repeats`` calls after ``warmup``. The input comes from a private generator (global RNGs untouched)."""
         module = module.to(self.device).train(self.backward)
-        x = torch.randn(self.batch_size, *shape, device=self.device, requires_grad=self.backward)
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(self.batch_size, *shape, generator=generator).to(self.device).requires_grad_(self.backward)
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
 
         def call() -> None:
@@ -124,15 +128,15 @@ class LatencyMeter:
         return 1e3 * statistics.median(times)
 
     def save(self) -> None:
-        """Write the cache (atomically) if anything new was measured."""
+        """Write the cache (atomically) if anything new was measured; a cache that cannot be written is reported in
+        one line and the search goes on."""
         if self.cache is not None and self.measured:
-            write_json(self.cache, {**self.header, "entries": self.entries})
+            try:
+                write_json(self.cache, {**self.header, "entries": self.entries})
+            except OSError as err:
+                print(f"latency cache {self.cache} cannot be written ({err.strerror or err}): the measurements are "
+                      "not kept", file=sys.stderr, flush=True)
             self.measured = 0
-
-    def state(self) -> dict[str, Any]:
-        """The settings, for reports."""
-        return {"device": self.header["device"], "batch_size": self.batch_size, "repeats": self.repeats,
-                "warmup": self.warmup, "backward": self.backward}
 
 
 def _versions(versions: dict[str, str]) -> str:

@@ -23,7 +23,6 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from ops import DartsGenotype, DartsSpace, Genotype, NB201Genotype, NB201Space, create_op
 from ops.discretize import NONE_OP
@@ -46,17 +45,17 @@ class EdgeSlot:
 
 
 def count_op_params(module: nn.Module) -> float:
-    """Parameters of ``module`` in millions."""
-    return sum(p.numel() for p in module.parameters()) / 1e6
+    """Parameters of ``module`` in millions (``retrain.count_parameters``)."""
+    from retrain import count_parameters
+
+    return count_parameters(module) / 1e6
 
 
-def count_op_flops(module: nn.Module, shape: tuple[int, ...]) -> float:
-    """Multiply-adds (millions) of ``module`` on one input of ``shape`` (``(C, H, W)``), by PyTorch's FLOP counter."""
-    x = torch.zeros(1, *shape)
-    module.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        module(x)
-    return counter.get_total_flops() / 2 / 1e6
+def count_op_flops(module: nn.Module, shape: tuple[int, int, int]) -> float:
+    """Multiply-adds (millions) of ``module`` on one input of ``shape`` (``(C, H, W)``; ``retrain.count_macs``)."""
+    from retrain import count_macs
+
+    return count_macs(module, shape[1:], shape[0]) / 1e6
 
 
 class CostModel:
@@ -83,8 +82,10 @@ class CostModel:
     @classmethod
     def build(cls, space: SearchSpace, net: nn.Module, image_shape: tuple[int, int, int], kinds: tuple[str, ...],
               latency: LatencyMeter | None = None, reference: Genotype | None = None) -> "CostModel":
-        """Measure every candidate on every edge of ``net`` (a standalone network of ``space``, any cell: only its
-        skeleton is read) at input ``image_shape`` (``(C, H, W)``). ``latency`` measures the ``latency`` kind."""
+        """Measure every candidate on every edge of ``net`` (a standalone network of ``space`` made by
+        ``standalone``, any cell: its skeleton and ``cost_config`` are read) at input ``image_shape``
+        (``(C, H, W)``). ``latency`` measures the ``latency`` kind; ``reference``: the cell the fixed part is
+        measured with (default ``reference_genotype(space)``)."""
         for kind in kinds:
             if kind not in COST_KINDS:
                 raise ValueError(f"unknown cost kind {kind!r}; known: {', '.join(COST_KINDS)}")
@@ -153,7 +154,8 @@ class CostModel:
                 continue
             allowed = [k for k, op in enumerate(self.space.candidates) if op != NONE_OP]
             real = p[:, allowed]
-            edge_cost = (real * cost[:, allowed]).sum(-1) / real.sum(-1).clamp_min(1e-12)
+            mass = real.sum(-1)  # zero where a sampled path put `none` on the edge: it then costs nothing
+            edge_cost = torch.where(mass > 1e-6, (real * cost[:, allowed]).sum(-1) / mass.clamp_min(1e-6), 0.0)
             strength = real.max(-1).values
             if edge_weights is not None:
                 strength = strength * edge_weights[cell].to(p.dtype)
@@ -180,7 +182,7 @@ class CostModel:
                 ranked = sorted(range(len(edges)), key=lambda j: prices[edges[j]], reverse=largest)[:2]
                 choice[cell].extend((best[edges[j]], j) for j in ranked)
                 total += sum(prices[edges[j]] for j in ranked)
-        return total, _genotype(self.space, choice)
+        return total, genotype_from_pairs(self.space, choice)
 
 
 def genotype_pairs(genotype: Genotype) -> dict[str, list[tuple[str, int]]]:
@@ -195,12 +197,14 @@ def top2_inclusion(strength: Tensor) -> Tensor:
     proportional to ``strength``: ``s_e / S + sum_{j != e} (s_j / S) s_e / (S - s_j)``; ones for two items."""
     if strength.numel() <= 2:
         return torch.ones_like(strength)
-    s = strength + 1e-12
+    s = strength.double() + 1e-12  # float64: the rest after the first draw must not cancel to 0
+    n = s.numel()
+    others = ~torch.eye(n, dtype=torch.bool, device=s.device)
+    rest = torch.stack([s[others[j]].sum() for j in range(n)])  # sum of the other strengths, no subtraction
     total = s.sum()
     first = s / total
-    second = (first.unsqueeze(1) * s.unsqueeze(0) / (total - s).clamp_min(1e-12).unsqueeze(1))  # [j, e]
-    second = second.sum(0) - second.diagonal()
-    return first + second
+    second = (first.unsqueeze(1) * s.unsqueeze(0) / rest.unsqueeze(1)) * others  # [j, e]: j first, then e
+    return (first + second.sum(0)).to(strength.dtype)
 
 
 def edge_slots(space: SearchSpace, net: nn.Module, image_shape: tuple[int, int, int]) -> list[EdgeSlot]:
@@ -246,12 +250,14 @@ def reference_genotype(space: SearchSpace, like: Genotype | None = None) -> Geno
     op = space.cell_ops()[0]
     if isinstance(space, NB201Space):
         return NB201Genotype(edges=(op,) * space.num_edges)
-    return _genotype(space, {cell: [(op, j) for _ in space.node_edges() for j in (0, 1)]
+    return genotype_from_pairs(space, {cell: [(op, j) for _ in space.node_edges() for j in (0, 1)]
                              for cell in space.cell_types}, like)
 
 
-def _genotype(space: SearchSpace, choice: dict[str, list[tuple[str, int]]], like: Genotype | None = None
-              ) -> Genotype:
+def genotype_from_pairs(space: SearchSpace, choice: dict[str, list[tuple[str, int]]], like: Genotype | None = None
+                        ) -> Genotype:
+    """The genotype of ``space`` with the per-cell-type ``(op, input)`` slots ``choice`` (``genotype_pairs``'s
+    form), concatenating the nodes ``like`` does (default: the last ``multiplier``)."""
     if isinstance(space, NB201Space):
         return NB201Genotype(edges=tuple(op for op, _ in choice["normal"]))
     assert isinstance(space, DartsSpace)

@@ -10,7 +10,8 @@ regularizers of ``search.robust``:
   cost of the dearest cell (so ``weight`` does not depend on the unit);
 * **budget**: ``multiplier * E[cost] / budget``, the multiplier updated by dual ascent after every architecture
   step, ``multiplier += dual_lr * (cost / budget - 1)`` (kept >= 0), where ``cost`` is the cost of the cell the
-  search would return now. It rises while that cell is over the budget and falls while it is under. The returned
+  space's rule picks now (before the budget is enforced). It rises while that cell is over the budget and falls
+  while it is under. The returned
   cell is always within the budget: if the space's rule picks one over it, edges are moved to cheaper ops (and,
   in the DARTS space, to cheaper inputs) one at a time, always the move that gives up the least log-probability
   per unit of cost saved (``within_budget``).
@@ -28,12 +29,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ops import Genotype, NB201Genotype, NB201Space
+from ops import Genotype, NB201Space
 from search.cost.latency import DEFAULT_CACHE, LatencyMeter
-from search.cost.model import COST_KINDS, UNITS, CostModel, count_op_flops, count_op_params, genotype_pairs, \
-    reference_genotype, standalone
-from search.robust import ArchRegularizer
-from supernet import ArchWeights
+from search.cost.model import COST_KINDS, UNITS, CostModel, count_op_flops, count_op_params, genotype_from_pairs, \
+    genotype_pairs, reference_genotype, standalone
+from search.robust import ArchRegularizer, check_nonnegative
+from supernet import ArchParameters, ArchWeights
 
 
 class CostObjective(ArchRegularizer):
@@ -64,11 +65,13 @@ class CostObjective(ArchRegularizer):
                  latency_cache: str | None = str(DEFAULT_CACHE)) -> None:
         if kind not in COST_KINDS:
             raise ValueError(f"--model.cost.kind must be one of {', '.join(COST_KINDS)}, got {kind!r}")
-        for key, value in (("weight", weight), ("dual_lr", dual_lr)):
-            if not _number(value) or value < 0:
-                raise ValueError(f"--model.cost.{key} must be a finite number >= 0, got {value!r}")
-        if budget is not None and (not _number(budget) or budget <= 0):
+        check_nonnegative("--model.cost", weight=weight, dual_lr=dual_lr)
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                                   or not math.isfinite(budget) or budget <= 0):
             raise ValueError(f"--model.cost.budget must be a positive number of {UNITS[kind]}, got {budget!r}")
+        for key, value in (("channels", channels), ("layers", layers), ("image_size", image_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"--model.cost.{key} must be an integer >= 1 (or null: the default), got {value!r}")
         self.kind, self.weight, self.budget, self.dual_lr = kind, float(weight), budget, float(dual_lr)
         self.network, self.channels, self.layers, self.image_size = network, channels, layers, image_size
         self.latency_options = {"batch_size": latency_batch_size, "repeats": latency_repeats,
@@ -93,10 +96,12 @@ class CostObjective(ArchRegularizer):
 
     # ---- set-up ---------------------------------------------------------------------------------------------------
     def check(self, supernet: nn.Module, arch: nn.Module, strategy: Any) -> None:
-        """Needs alphas (``ArchRegularizer.check``); settles the network priced for the supernet's space."""
-        super().check(supernet, arch, strategy)
+        """Needs alphas; settles the network priced for the supernet's space."""
         from retrain.build import NETWORK_KINDS, kinds_for
 
+        if not isinstance(arch, ArchParameters):
+            raise ValueError(f"--model.cost: the cost objective acts on architecture alphas; strategy "
+                             f"{strategy.name!r} has none (use darts, pcdarts, gdas or drnas)")
         self._strategy = strategy
         self.space = supernet.search_space
         self.num_classes = supernet.classifier.out_features
@@ -109,23 +114,29 @@ class CostObjective(ArchRegularizer):
         elif self.network not in own:
             raise ValueError(f"--model.cost.network {self.network!r} cannot hold a cell of the {self.space.name} "
                              f"space (use {' or '.join(own)})")
+        smallest_image = NETWORK_KINDS.get(self.network).min_image_size
+        if self.image_size is not None and self.image_size < smallest_image:
+            raise ValueError(f"--model.cost.image_size {self.image_size}: the {self.network} network needs images of "
+                             f"at least {smallest_image} pixels")
 
-    def build(self, image_shape: tuple[int, int, int], device: torch.device | str = "cpu",
-              reduce: Any = None) -> CostModel:
+    def build(self, image_shape: tuple[int, int, int], device: torch.device | str = "cpu", reduce: Any = None,
+              save: bool = True, check_budget: bool = True) -> CostModel:
         """Measure the cost model for images of ``image_shape`` (``(C, H, W)``; ``image_size`` overrides the side) on
-        ``device``; ``reduce`` (DDP) averages the latencies over ranks so that every rank optimizes the same
-        objective. Raises one line if the budget is below the cheapest cell."""
+        ``device`` (once per shape and device; the global random-number generators are left untouched). ``reduce``
+        (DDP) averages the latencies over ranks, so that every rank optimizes the same objective; ``save``: write the
+        latency cache (one rank). Raises ``BudgetError`` (one line) if the budget is below the cheapest cell."""
         channels, height, width = image_shape
         if self.image_size is not None:
             height = width = int(self.image_size)
         shape, device = (channels, height, width), torch.device(device)
         if self.model is None or (shape, device) != (self.image_shape, self._device):
-            self.model = self._measure(shape, device)
+            with torch.random.fork_rng(devices=[]):
+                self.model = self._measure(shape, device, save)
         self.image_shape, self._device = shape, device
         model = self.model
         if self.meter is not None and self._saved_latency is not None:
             self._restore_latency(model)
-        elif self.meter is not None and reduce is not None:
+        if self.meter is not None and reduce is not None:
             tables = model.tables["latency"]
             flat = [tables[c] for c in self.space.cell_types] + [torch.tensor([model.fixed["latency"]])]
             flat = [t.cpu() for t in reduce([t.to(device, torch.float64) for t in flat])]
@@ -133,18 +144,18 @@ class CostObjective(ArchRegularizer):
             model.fixed["latency"] = float(flat[-1])
         self.smallest, cheapest = model.extreme(self.kind)
         self.largest, _ = model.extreme(self.kind, largest=True)
-        if self.budget is not None and self.budget < self.smallest:
-            raise ValueError(f"--model.cost.budget {self.budget:g} {self.unit} is below the cheapest cell of the "
-                             f"space ({self.smallest:.4g} {self.unit}, {model.network}: {cheapest.to_text()})")
+        if check_budget and self.budget is not None and self.budget < self.smallest:
+            raise BudgetError(f"--model.cost.budget {self.budget:g} {self.unit} is below the cheapest cell of the "
+                              f"space ({self.smallest:.4g} {self.unit}, {model.network}: {cheapest.to_text()})")
         return model
 
-    def _measure(self, shape: tuple[int, int, int], device: torch.device) -> CostModel:
+    def _measure(self, shape: tuple[int, int, int], device: torch.device, save: bool) -> CostModel:
         net = standalone(reference_genotype(self.space), self.network, self.channels, self.layers, self.num_classes,
                          shape[0])
         kinds = ("params", "flops") + (("latency",) if self.kind == "latency" else ())
         self.meter = LatencyMeter(device, **self.latency_options) if self.kind == "latency" else None
         model = CostModel.build(self.space, net, shape, kinds, self.meter)
-        if self.meter is not None:
+        if self.meter is not None and save:
             self.meter.save()
         return model
 
@@ -165,6 +176,7 @@ class CostObjective(ArchRegularizer):
         """The penalty or the budget term (``None`` when both are off)."""
         scale = self.multiplier / self.budget if self.budget is not None else self.weight / self.largest
         if scale == 0.0 and self.budget is None:
+            self._sampled = None
             return None
         return scale * self.expected(arch)
 
@@ -175,11 +187,13 @@ class CostObjective(ArchRegularizer):
             self.multiplier = max(0.0, self.multiplier + self.dual_lr * (self.last_cost / self.budget - 1.0))
 
     def within_budget(self, genotype: Genotype, probabilities: dict[str, Tensor]) -> Genotype:
-        """``genotype``, or with no budget or within it; otherwise the cheapest-first edits described in the module
-        docstring until it fits (the budget is never below the cheapest cell, so this ends)."""
-        if self.budget is None or self.model is None:
+        """``genotype`` as it is without a budget or within it; otherwise ``genotype`` edited one slot at a time
+        until it fits, each time the edit that gives up the least log-probability (of ``probabilities``) per unit
+        of cost saved, an edit that gains probability first (the budget is never below the cheapest cell, and any
+        cell can reach the cheapest by such edits, so this ends within the budget)."""
+        if self.budget is None:
             return genotype
-        model, space = self.model, self.space
+        model, space = self._model(), self.space
         choice = genotype_pairs(genotype)
         logp = {cell: p.double().clamp_min(1e-12).log() for cell, p in probabilities.items()}
         cost = model.genotype_cost(genotype, self.kind)
@@ -190,17 +204,19 @@ class CostObjective(ArchRegularizer):
             _, saved, cell, slot, pair = move
             choice[cell][slot] = pair
             cost -= saved
-        return _from_choice(space, genotype, choice)
+        return genotype_from_pairs(space, choice, like=genotype)
 
     # ---- what users see -------------------------------------------------------------------------------------------
     def report(self, genotype: Genotype, arch: nn.Module) -> dict[str, Any]:
         """The cost the model predicts for ``genotype`` beside the real cost of its standalone network (params and
         FLOPs counted, latency measured when the kind is latency), the expected cost and the budget state."""
         model = self._model()
-        net = standalone(genotype, self.network, self.channels, self.layers, self.num_classes, self.image_shape[0])
+        with torch.random.fork_rng(devices=[]):  # building the network draws initial weights
+            net = standalone(genotype, self.network, self.channels, self.layers, self.num_classes, self.image_shape[0])
         real = {"params": count_op_params(net), "flops": count_op_flops(net, self.image_shape)}
         if self.meter is not None:
-            real["latency"] = self.meter._time(net, self.image_shape)
+            real["latency"] = self.meter.time(net, self.image_shape)
+        self._sampled = None  # the last step's sampled path is not the distribution
         with torch.no_grad():
             expected = float(self.expected(arch))
         return {"kind": self.kind, "unit": self.unit, "network": model.network, "genotype": genotype.to_text(),
@@ -212,7 +228,7 @@ class CostObjective(ArchRegularizer):
 
     def state_dict(self) -> dict[str, Any]:
         """The multiplier, and the latencies the run optimizes (a resumed run on the same device reuses them)."""
-        state: dict[str, Any] = {"multiplier": self.multiplier}
+        state: dict[str, Any] = {"multiplier": self.multiplier, "kind": self.kind}
         if self.meter is not None and self.model is not None:
             state["latency"] = {"header": self.meter.header, "shape": list(self.image_shape),
                                 "fixed": self.model.fixed["latency"],
@@ -220,6 +236,9 @@ class CostObjective(ArchRegularizer):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind", self.kind) != self.kind:
+            raise ValueError(f"the checkpoint was written with --model.cost.kind {state['kind']}, this run has "
+                             f"{self.kind}")
         self.multiplier = float(state["multiplier"])
         self._saved_latency = state.get("latency")
 
@@ -227,8 +246,10 @@ class CostObjective(ArchRegularizer):
         """Use the checkpoint's latencies when they were measured on this device and software for these images."""
         saved, self._saved_latency = self._saved_latency, None
         if saved["header"] != self.meter.header or tuple(saved["shape"]) != self.image_shape:
-            print(f"--resume: the checkpoint's latencies were measured on {saved['header']['device']}, this is "
-                  f"{self.meter.header['device']}: the search goes on with this device's", file=sys.stderr, flush=True)
+            print(f"--resume: the checkpoint's latencies were measured on {saved['header']['device']} with "
+                  f"{saved['header']['versions']} for {saved['shape']} images; this is {self.meter.header['device']} "
+                  f"with {self.meter.header['versions']}: the search goes on with latencies measured here",
+                  file=sys.stderr, flush=True)
             return
         model.tables["latency"] = {c: torch.tensor(t, dtype=torch.float64) for c, t in saved["tables"].items()}
         model.fixed["latency"] = float(saved["fixed"])
@@ -239,14 +260,16 @@ class CostObjective(ArchRegularizer):
         return self.model
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+class BudgetError(ValueError):
+    """The budget cannot be met by any cell of the space (the CLI reports it in one line)."""
 
 
 def _moves(space: Any, tables: dict[str, Tensor], choice: dict[str, list[tuple[str, int]]],
            logp: dict[str, Tensor]):
-    """Every single edit that makes the cell cheaper: ``(log-probability lost per unit saved, saved, cell, slot,
-    new (op, input))``. NB201: another op on an edge; DARTS: another op on a kept input, or another input."""
+    """Every single edit that makes the cell cheaper: ``(rank, saved, cell, slot, new (op, input))``, ``rank`` the
+    log-probability lost per unit saved (an edit that gains probability ranks first, the largest saving first).
+    NB201: another op on an edge; DARTS: another op on a kept input, or another input with any op. Across inputs the
+    op log-probabilities of the two edges are compared."""
     ops = space.cell_ops()
     nb201 = isinstance(space, NB201Space)
     for cell, pairs in choice.items():
@@ -263,12 +286,5 @@ def _moves(space: Any, tables: dict[str, Tensor], choice: dict[str, list[tuple[s
                     saved = here - float(table[new_edge, space.index(new_op)])
                     if saved > 1e-12:
                         lost = float(lp[edge, space.index(op)] - lp[new_edge, space.index(new_op)])
-                        yield lost / saved, saved, cell, slot, (new_op, new_src)
-
-
-def _from_choice(space: Any, genotype: Genotype, choice: dict[str, list[tuple[str, int]]]) -> Genotype:
-    if isinstance(space, NB201Space):
-        return NB201Genotype(edges=tuple(op for op, _ in choice["normal"]))
-    return type(genotype)(normal=tuple(choice["normal"]), normal_concat=genotype.normal_concat,
-                          reduce=tuple(choice["reduce"]), reduce_concat=genotype.reduce_concat)
-
+                        rank = (0, -saved) if lost <= 0 else (1, lost / saved)
+                        yield rank, saved, cell, slot, (new_op, new_src)
