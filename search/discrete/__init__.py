@@ -1,5 +1,7 @@
 """Discrete (black-box) architecture search: random search, regularized evolution and REINFORCE over any
-``CategoricalSpace`` with an ``Evaluator``; NAS-Bench-201 via ``NB201Space`` and ``TabularEvaluator``."""
+``CategoricalSpace`` with an ``Evaluator``: NAS-Bench-201 by table (``NB201Space``, ``TabularEvaluator``), and any
+space (``DartsCellSpace`` too) by training cells from scratch (``TrainedEvaluator``) or with a trained supernet's
+weights (``SharedWeightEvaluator``)."""
 from search.discrete.evaluator import Evaluation, Evaluator, FunctionEvaluator, TabularEvaluator
 from search.discrete.evolution import RegularizedEvolution
 from search.discrete.loop import Budget, Record, SearchLoop, SearchResult, SizeLimit, Strategy
@@ -8,9 +10,11 @@ from search.discrete.pareto import pareto_front, plot_pareto
 from search.discrete.random_search import RandomSearch
 from search.discrete.reinforce import Reinforce
 from search.discrete.space import CategoricalSpace, NB201Space
+from search.discrete.darts_space import DartsCellSpace
+from search.discrete.trained import SharedWeightEvaluator, TrainedEvaluator
 
 __all__ = [
-    "Budget", "CategoricalSpace", "Evaluation", "Evaluator", "FunctionEvaluator", "NB201Space", "RandomSearch",
+    "Budget", "CategoricalSpace", "DartsCellSpace", "Evaluation", "Evaluator", "FunctionEvaluator", "NB201Space", "RandomSearch",
     "Record", "RegularizedEvolution", "Reinforce", "SearchLoop", "SearchResult", "SizeLimit", "Strategy",
-    "TabularEvaluator", "mean_std", "pareto_front", "plot_pareto", "run_seeds", "summarize",
+    "SharedWeightEvaluator", "TabularEvaluator", "TrainedEvaluator", "mean_std", "pareto_front", "plot_pareto", "run_seeds", "summarize",
 ]

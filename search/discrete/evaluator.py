@@ -23,6 +23,8 @@ class Evaluation:
     """Multiply-adds, millions."""
     cost: float
     """Cost of this evaluation, in the evaluator's ``cost_unit``."""
+    loss: float | None = None
+    """Validation loss, where the evaluator measures one (a trained cell)."""
 
 
 @runtime_checkable
