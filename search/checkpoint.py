@@ -37,15 +37,27 @@ def load_search_state(module: Any, checkpoint: dict[str, Any]) -> dict[str, Any]
                          f"{len(module.regularizers)} (--model.regularizers)")
     for regularizer, state in zip(module.regularizers, states):
         regularizer.load_state_dict(state)
-    if (module.selection is None) != ("selection" not in checkpoint):
-        raise ValueError("the checkpoint and this run differ in --model.selection (perturbation selection)")
+    problem = setup_mismatch(module, checkpoint)
+    if problem is not None:
+        raise ValueError(problem)
     if module.selection is not None:
         module.selection.load_state_dict(checkpoint["selection"])
-    if (module.cost is None) != ("cost" not in checkpoint):
-        raise ValueError("the checkpoint and this run differ in --model.cost (the cost objective)")
     if module.cost is not None:
         module.cost.load_state_dict(checkpoint["cost"])
     return checkpoint.get("rng_states")
+
+
+def setup_mismatch(module: Any, checkpoint: dict[str, Any]) -> str | None:
+    """One line if ``checkpoint`` was written with another perturbation selection or cost setup than ``module``
+    has (present or not; the cost's kind), else ``None``."""
+    for part, flag in (("selection", "--model.selection (perturbation selection)"),
+                       ("cost", "--model.cost (the cost objective)")):
+        if (getattr(module, part) is None) != (part not in checkpoint):
+            return f"the checkpoint and this run differ in {flag}"
+    if module.cost is not None and checkpoint["cost"].get("kind", module.cost.kind) != module.cost.kind:
+        return (f"the checkpoint was written with --model.cost.kind {checkpoint['cost']['kind']}, this run has "
+                f"{module.cost.kind}")
+    return None
 
 
 def rng_states() -> dict[str, Any]:

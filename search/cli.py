@@ -27,6 +27,7 @@ from search.callbacks import SearchOutputs
 from configs import resolve_config_args
 from configs.cli import DEBUG_ENV, check_links, fail, held_output, read_checkpoint
 from configs.guard import Diverged, FiniteGuard
+from search.checkpoint import setup_mismatch
 from search.checks import check_epochs, check_trainer_strategy
 from search.cost.objective import BudgetError
 from search.module import SearchModule
@@ -160,13 +161,9 @@ def check_checkpoint(path: str, model: SearchModule) -> dict[str, Any]:
         culprit = f"lacks {missing[0]}" if missing else f"has unexpected {extra[0]}"
         raise InputError(f"--resume {path}: the checkpoint does not match this model ({culprit}; "
                          f"{len(missing)} missing, {len(extra)} unexpected keys): same --model settings?")
-    for part, flag in (("selection", "--model.selection (perturbation selection)"),
-                       ("cost", "--model.cost (the cost objective)")):
-        if (getattr(model, part) is None) != (part not in checkpoint):
-            raise InputError(f"--resume {path}: the checkpoint and this run differ in {flag}")
-    if model.cost is not None and checkpoint["cost"].get("kind", model.cost.kind) != model.cost.kind:
-        raise InputError(f"--resume {path}: the checkpoint was written with --model.cost.kind "
-                         f"{checkpoint['cost']['kind']}, this run has {model.cost.kind}")
+    problem = setup_mismatch(model, checkpoint)
+    if problem is not None:
+        raise InputError(f"--resume {path}: {problem}")
     wrong = [k for k in expected if expected[k] != saved[k]]
     if wrong:
         raise InputError(f"--resume {path}: {wrong[0]} has shape {saved[wrong[0]]} in the checkpoint, "

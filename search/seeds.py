@@ -27,6 +27,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from ops import DartsGenotype, Genotype, NB201Genotype
 from ops.jsonfile import write_json
+from ops.topology import darts_node_edges
 from configs.cli import EXIT_USAGE, one_line
 from search import cli as search_cli
 from search.nb201_table import NB201Table
@@ -105,8 +106,6 @@ def consensus_genotype(genotypes: Sequence[Genotype],
                 votes.setdefault(g.edges[e], []).append(s)
             edges.append(pick(votes, lambda op: weight(range(len(genotypes)), "normal", e, op))[0])
         return NB201Genotype(edges=tuple(edges))
-    from ops.topology import darts_node_edges
-
     cells = {}
     for cell in ("normal", "reduce"):
         node_edges = darts_node_edges(first.steps)

@@ -82,10 +82,9 @@ class CostModel:
     @classmethod
     def build(cls, space: SearchSpace, net: nn.Module, image_shape: tuple[int, int, int], kinds: tuple[str, ...],
               latency: LatencyMeter | None = None, reference: Genotype | None = None) -> "CostModel":
-        """Measure every candidate on every edge of ``net`` (a standalone network of ``space`` made by
-        ``standalone``, any cell: its skeleton and ``cost_config`` are read) at input ``image_shape``
-        (``(C, H, W)``). ``latency`` measures the ``latency`` kind; ``reference``: the cell the fixed part is
-        measured with (default ``reference_genotype(space)``)."""
+        """Measure every candidate on every edge of ``net`` at input ``image_shape`` (``(C, H, W)``): ``net`` is the
+        standalone network (``standalone``) of the cell ``reference`` (default ``reference_genotype(space)``), whose
+        whole cost minus its edges' is the fixed part. ``latency`` measures the ``latency`` kind."""
         for kind in kinds:
             if kind not in COST_KINDS:
                 raise ValueError(f"unknown cost kind {kind!r}; known: {', '.join(COST_KINDS)}")
@@ -111,10 +110,9 @@ class CostModel:
                 for k, op in enumerate(space.candidates):
                     tables[kind][slot.cell][slot.edge, k] += op_cost(kind, op, slot.shape, slot.stride)
         reference = reference or reference_genotype(space)
-        ref_net = _rebuild(net, reference)
-        whole = {"params": count_op_params(ref_net), "flops": count_op_flops(ref_net, image_shape)}
+        whole = {"params": count_op_params(net), "flops": count_op_flops(net, image_shape)}
         if latency is not None:
-            whole["latency"] = latency.measure(ref_net, image_shape)
+            whole["latency"] = latency.measure(net, image_shape)
         model = cls(space, tables, {kind: 0.0 for kind in kinds}, describe(net, image_shape))
         model.fixed = {kind: whole[kind] - model.genotype_cost(reference, kind) for kind in kinds}
         if latency is not None:
@@ -266,13 +264,6 @@ def genotype_from_pairs(space: SearchSpace, choice: dict[str, list[tuple[str, in
         else (concat, concat)
     return DartsGenotype(normal=tuple(choice["normal"]), normal_concat=normal_concat, reduce=tuple(choice["reduce"]),
                          reduce_concat=reduce_concat)
-
-
-def _rebuild(net: nn.Module, genotype: Genotype) -> nn.Module:
-    """``net``'s configuration with another cell (``net.cost_config`` from ``standalone``)."""
-    from retrain import build_network
-
-    return build_network(genotype, **net.cost_config)
 
 
 def describe(net: nn.Module, image_shape: tuple[int, int, int]) -> str:

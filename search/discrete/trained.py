@@ -26,15 +26,15 @@ from search.discrete.evaluator import Evaluation
 
 
 class _Sizes:
-    """Params and multiply-adds (millions) of a cell's standalone network, from a cost model built once."""
+    """Params and multiply-adds (millions) of a cell's standalone network at the retrain configuration, from a cost
+    model built once."""
 
-    def __init__(self, space: Any, network: str | None, channels: int | None, layers: int | None, num_classes: int,
-                 image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, space: Any, num_classes: int, image_shape: tuple[int, int, int]) -> None:
         from retrain.build import kinds_for
 
-        network = network or kinds_for(reference_genotype(space))[0]
+        network = kinds_for(reference_genotype(space))[0]
         with torch.random.fork_rng(devices=[]):
-            net = standalone(reference_genotype(space), network, channels, layers, num_classes, image_shape[0])
+            net = standalone(reference_genotype(space), network, None, None, num_classes, image_shape[0])
             self.model = CostModel.build(space, net, image_shape, ("params", "flops"))
 
     def __call__(self, cell: Genotype) -> tuple[float, float]:
@@ -81,7 +81,7 @@ class TrainedEvaluator:
         self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
         shape = (data.in_channels, data.image_size, data.image_size)
         self.space = _space_of(cell_space)
-        self._size = _Sizes(self.space, None, None, None, data.num_classes, shape)
+        self._size = _Sizes(self.space, data.num_classes, shape)
 
     def size(self, cell: Genotype) -> tuple[float, float]:
         """Params and FLOPs (M) of the cell at the retrain configuration."""
@@ -148,7 +148,7 @@ class SharedWeightEvaluator:
         self.bn_batches = first_batches(loaders["train"], bn_batches)
         self.val_batches = first_batches(data.val_dataloader(), val_batches)
         shape = (data.in_channels, data.image_size, data.image_size)
-        self._size = _Sizes(self.space, None, None, None, supernet.classifier.out_features, shape)
+        self._size = _Sizes(self.space, supernet.classifier.out_features, shape)
 
     def size(self, cell: Genotype) -> tuple[float, float]:
         """Params and FLOPs (M) of the cell at the retrain configuration."""
