@@ -263,7 +263,7 @@ def discrete_report(run_dir: Path, summary: dict[str, Any], config_text: str, si
 
 
 _SUMMARY_FIELDS = {"seed", "best_arch", "best_step", "params_m", "flops_m", "evaluations", "total_cost", "cost_unit",
-                   "rejected"}
+                   "rejected", "failures"}
 
 
 def _read_json(path: Path) -> dict[str, Any]:

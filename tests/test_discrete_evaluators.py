@@ -27,11 +27,12 @@ def test_trained_evaluator_is_deterministic_under_its_seed_and_sizes_the_standal
     make_space, layers = SPACES[name]
     space = make_space()
     data = DigitsDataModule(search_split=True, subset=128, batch_size=32)
-    evaluator = TrainedEvaluator(data, space, epochs=1, channels=4, layers=layers, seed=0)
+    evaluator = TrainedEvaluator(data, epochs=1, channels=4, layers=layers, seed=0)
+    evaluator.bind_space(space)
     cell = space.sample(np.random.default_rng(1))
     first, again = evaluator.evaluate(cell), evaluator.evaluate(cell)
     assert (first.metric, first.loss) == (again.metric, again.loss) and 0.0 <= first.metric <= 100.0
-    other = TrainedEvaluator(data, space, epochs=1, channels=4, layers=layers, seed=1).evaluate(cell)
+    other = TrainedEvaluator(data, epochs=1, channels=4, layers=layers, seed=1).evaluate(cell)
     assert other.loss != first.loss  # the seed is what makes it repeat
     real = build_network(cell, num_classes=10, in_channels=1)  # the retrain configuration
     assert first.params == pytest.approx(count_parameters(real) / 1e6)
@@ -43,9 +44,9 @@ def test_trained_evaluator_is_deterministic_under_its_seed_and_sizes_the_standal
 def test_trained_evaluator_refuses_bad_settings():
     data = DigitsDataModule(search_split=True, subset=64)
     with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
-        TrainedEvaluator(data, NB201Space(), epochs=0)
+        TrainedEvaluator(data, epochs=0)
     with pytest.raises(ValueError, match="search_split=True"):
-        TrainedEvaluator(DigitsDataModule(search_split=False, subset=64), NB201Space())
+        TrainedEvaluator(DigitsDataModule(search_split=False, subset=64))
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_shared_weight_evaluator_equals_the_supernets_own_single_path_forward(nb
     from search.cli import load_run
 
     space = NB201Space()
-    evaluator = SharedWeightEvaluator(str(nb201_run), space, bn_batches=2, val_batches=2)
+    evaluator = SharedWeightEvaluator(str(nb201_run), bn_batches=2, val_batches=2)
     model, data = load_run(nb201_run)
     supernet = model.supernet
     bn = first_batches(data.train_dataloader()["train"], 2)
@@ -92,4 +93,4 @@ def test_shared_weight_evaluator_equals_the_supernets_own_single_path_forward(nb
 
 def test_shared_weight_evaluator_refuses_a_supernet_of_another_space(nb201_run):
     with pytest.raises(ValueError, match="searches the nb201 space, the discrete search the darts space"):
-        SharedWeightEvaluator(str(nb201_run), DartsCellSpace())
+        SharedWeightEvaluator(str(nb201_run)).bind_space(DartsCellSpace())

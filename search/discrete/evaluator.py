@@ -29,7 +29,11 @@ class Evaluation:
 
 @runtime_checkable
 class Evaluator(Protocol):
-    """What the strategies need: ``evaluate`` a cell, its ``size`` without evaluating, the metric's name."""
+    """What the strategies need: ``evaluate`` a cell, its ``size`` without evaluating, the metric's name.
+
+    An evaluator may also have ``bind_space(cell_space)``: every search calls it with the space searched (so it may
+    be called again with the same space), and it raises ``ValueError`` for a space it cannot score. To run on Ray workers an evaluator must pickle.
+    """
 
     metric_name: str
     cost_unit: str
@@ -63,6 +67,12 @@ class TabularEvaluator:
         self.dataset = metric_dataset(metric)
         self.seconds_per_eval = seconds_per_eval
         self.cost_unit = "evaluations" if seconds_per_eval is None else "seconds"
+
+    def bind_space(self, cell_space: Any) -> None:
+        """The table scores NAS-Bench-201 cells only."""
+        if cell_space.name != "nb201":
+            raise ValueError(f"the NAS-Bench-201 table scores cells of the nb201 space, not of the {cell_space.name} "
+                             "space; pass an --evaluator (e.g. search.discrete.TrainedEvaluator)")
 
     def size(self, cell: Any) -> tuple[float, float]:
         """Params and FLOPs (millions) of the network for the metric's dataset."""

@@ -6,11 +6,15 @@ from typing import Any
 
 import numpy as np
 
-from search.discrete.loop import Record, SearchLoop, Strategy
+from search.discrete.loop import Proposal, Record, Strategy
+from search.discrete.space import CategoricalSpace
 
 
 class RegularizedEvolution(Strategy):
-    """Aging evolution.
+    """Aging evolution, asynchronous as in Real et al.: the first ``population_size`` trials are sampled cells;
+    after that, whenever a worker is free it gets a mutated tournament winner of the cells evaluated so far, and
+    each finished child joins the population as its oldest member dies. With one worker this is the sequential
+    algorithm.
 
     Args:
         population_size: P, cells alive at a time (the NAS-Bench-201 paper uses 10).
@@ -32,17 +36,31 @@ class RegularizedEvolution(Strategy):
         contenders = [population[int(rng.integers(len(population)))] for _ in range(self.sample_size)]
         return max(contenders, key=lambda r: r.metric)
 
-    def _run(self, loop: SearchLoop[Any], seed: int) -> dict[str, Any]:
-        rng = np.random.default_rng(seed)
-        population: deque[Record[Any]] = deque()
-        while len(population) < self.population_size and not loop.exhausted:
-            record = loop.evaluate(loop.space.sample(rng))
-            if record is not None:
-                population.append(record)
-        while not loop.exhausted:
-            parent = self.tournament(population, rng)
-            child = loop.evaluate(loop.space.mutate(parent.cell, rng), parent=parent.step)
-            if child is not None:
-                population.append(child)
-                population.popleft()  # regularization: remove the oldest, not the worst
-        return {"population": [r.step for r in population]}
+    def start(self, space: CategoricalSpace[Any], seed: int) -> None:
+        self.space, self.rng = space, np.random.default_rng(seed)
+        self.population: deque[Record[Any]] = deque()
+        self.seeding = 0  # sampled cells of the initial population, in flight or alive
+
+    def ask(self) -> Proposal[Any] | None:
+        if self.seeding < self.population_size:
+            self.seeding += 1
+            return Proposal(self.space.sample(self.rng))
+        if not self.population:
+            return None  # the whole initial population is still in flight
+        parent = self.tournament(self.population, self.rng)
+        return Proposal(self.space.mutate(parent.cell, self.rng), parent.step)
+
+    def reject(self, proposal: Proposal[Any]) -> None:
+        if proposal.parent == -1:
+            self.seeding -= 1
+
+    def tell(self, proposal: Proposal[Any], record: Record[Any] | None) -> None:
+        if record is None:
+            self.reject(proposal)  # a failed initial cell leaves room for another sample
+            return
+        self.population.append(record)
+        if len(self.population) > self.population_size:
+            self.population.popleft()  # regularization: remove the oldest, not the worst
+
+    def final_state(self) -> dict[str, Any]:
+        return {"population": [r.step for r in self.population]}

@@ -36,6 +36,9 @@ def summarize(results: Sequence[SearchResult[Any]],
     if not results:
         raise ValueError("summarize needs at least one result")
     for r in results:
+        if r.best is None and r.failures:
+            raise ValueError(f"{r.strategy} seed {r.seed}: all {len(r.failures)} trials failed, the last with "
+                             f"{r.failures[-1].error}")
         if r.best is None:
             raise ValueError(f"{r.strategy} seed {r.seed} evaluated no cell within the size limit")
     out = {results[0].metric_name: mean_std([r.best.metric for r in results]),  # type: ignore[union-attr]

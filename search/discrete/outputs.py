@@ -1,8 +1,9 @@
 """Write a finished search to its run folder: per seed ``history.csv``, ``best_genotype.json``, ``trials.png``,
-``pareto.png``; one ``report.html``."""
+``pareto.png`` beside the seed's ``journal.jsonl``; one ``report.html``."""
 from __future__ import annotations
 
 import csv
+from dataclasses import asdict
 import os
 import shutil
 from pathlib import Path
@@ -16,28 +17,29 @@ from search.report import discrete_report
 
 
 def write_history(result: SearchResult[Any], path: Path) -> None:
-    """Every evaluated cell, in order: step, arch, metric, params_m, flops_m, cost, total_cost, parent."""
+    """Every evaluated cell, in order of completion: step, arch, metric, params_m, flops_m, cost, total_cost, parent,
+    trial (order of proposal), attempts."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["step", "arch", result.metric_name, "params_m", "flops_m", "cost", "total_cost", "parent"])
+        writer.writerow(["step", "arch", result.metric_name, "params_m", "flops_m", "cost", "total_cost", "parent",
+                         "trial", "attempts"])
         for r in result.history:
             writer.writerow([r.step, r.arch, f"{r.metric:.6f}", f"{r.params:.6f}", f"{r.flops:.6f}",
-                             f"{r.cost:g}", f"{r.total_cost:g}", r.parent])
+                             f"{r.cost:g}", f"{r.total_cost:g}", r.parent, r.trial, r.attempts])
 
 
 def write_run(results: Sequence[SearchResult[Any]], run_dir: Path, summary: dict[str, Any], *,
               config_text: str = "", size: Literal["params", "flops"] = "params",
-              size_limit: float | None = None, overwrite: bool = False) -> None:
-    """Write all seeds into a temporary folder, then move it to ``run_dir`` in one rename.
+              size_limit: float | None = None) -> None:
+    """Write all seeds into a temporary folder, then move each file into ``run_dir`` (one rename each), beside the
+    seeds' journals.
 
     Per seed: ``history.csv``, ``best_genotype.json``, ``trials.png`` (every evaluation and the best so far),
     ``pareto.png`` (``size`` axis, ``size_limit`` marked) and ``pareto.csv`` (the front); at the top:
-    ``summary.json``, ``config.yaml`` and ``report.html`` (all of it on one page).
+    ``summary.json``, ``config.yaml`` and ``report.html`` (all of it on one page, moved last).
 
-    A failure leaves no partial ``run_dir``; an existing ``run_dir`` is replaced only with ``overwrite``.
+    No file is ever half-written; a failure leaves ``run_dir`` as it was, the temporary folder removed.
     """
-    if run_dir.exists() and not overwrite:
-        raise FileExistsError(f"run folder {run_dir} exists; pass --overwrite true or another --name")
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = run_dir.parent / f".{run_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -61,12 +63,13 @@ def write_run(results: Sequence[SearchResult[Any]], run_dir: Path, summary: dict
         if config_text:
             (tmp / "config.yaml").write_text(config_text)
         discrete_report(tmp, summary, config_text, size, title=f"Discrete search {run_dir.name}")
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        os.replace(tmp, run_dir)
-    except BaseException:
+        files = sorted((f for f in tmp.rglob("*") if f.is_file()), key=lambda f: f.name == "report.html")
+        for file in files:
+            target = run_dir / file.relative_to(tmp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, target)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def build_summary(results: Sequence[SearchResult[Any]], aggregate: dict[str, tuple[float, float]],
@@ -78,7 +81,8 @@ def build_summary(results: Sequence[SearchResult[Any]], aggregate: dict[str, tup
         assert best is not None  # summarize() already rejected runs without a best cell
         entry = {"seed": r.seed, "best_arch": best.arch, "best_step": best.step, r.metric_name: best.metric,
                  "params_m": best.params, "flops_m": best.flops, "evaluations": len(r.history),
-                 "total_cost": r.total_cost, "cost_unit": r.cost_unit, "rejected": r.n_rejected}
+                 "total_cost": r.total_cost, "cost_unit": r.cost_unit, "rejected": r.n_rejected,
+                 "failures": [asdict(f) for f in r.failures]}
         entry.update({name: fn(best.cell) for name, fn in report.items()})
         entry.update(r.extras)
         runs.append(entry)

@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Categorical
 
-from search.discrete.loop import SearchLoop, Strategy
+from search.discrete.loop import Proposal, Record, Strategy
+from search.discrete.space import CategoricalSpace
 
 
 def policy(logits: Tensor, valid: Tensor) -> Categorical:
@@ -47,44 +48,80 @@ class Reinforce(Strategy):
     in % for the tabular evaluator). The baseline is a bias-corrected exponential moving average of the rewards,
     updated with the new reward before the advantage is formed, as in the NAS-Bench-201 code. In a restricted
     space (``CategoricalSpace.restrict``) cells are drawn from the policy conditioned on the allowed cells.
+    With ``batch_size`` B > 1, B cells are drawn from the same policy (and run in parallel on as many workers),
+    and one step is taken on the mean of their losses, the baseline updated with each reward in turn (in the order
+    the cells were drawn, whatever order they finish in).
 
     Args:
         lr: learning rate of the logits.
         baseline_decay: decay of the moving-average baseline (the paper's momentum 0.9).
         optimizer: ``adam`` (``torch.optim.Adam``, betas 0.9, 0.999) or ``sgd`` (plain gradient steps).
+        batch_size: cells per policy step (the paper: 1).
     """
 
     name = "reinforce"
 
     def __init__(self, lr: float = 0.01, baseline_decay: float = 0.9,
-                 optimizer: Literal["adam", "sgd"] = "adam") -> None:
+                 optimizer: Literal["adam", "sgd"] = "adam", batch_size: int = 1) -> None:
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr}")
         if not 0.0 <= baseline_decay < 1.0:
             raise ValueError(f"baseline_decay must be in [0, 1), got {baseline_decay}")
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        self.lr, self.baseline_decay, self.optimizer = lr, baseline_decay, optimizer
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.lr, self.baseline_decay, self.optimizer, self.batch_size = lr, baseline_decay, optimizer, batch_size
 
-    def _run(self, loop: SearchLoop[Any], seed: int) -> dict[str, Any]:
-        generator = torch.Generator().manual_seed(seed)
-        choices = torch.tensor(loop.space.choices)
-        valid = torch.arange(int(choices.max()))[None, :] < choices[:, None]
-        logits = torch.zeros(valid.shape, dtype=torch.float64, requires_grad=True)
-        optimizer = (torch.optim.Adam if self.optimizer == "adam" else torch.optim.SGD)([logits], lr=self.lr)
-        cells = None if loop.space.allowed is None else torch.as_tensor(loop.space.allowed)
-        ema_num = ema_den = 0.0
-        while not loop.exhausted:
-            decisions, log_p = sample_cell(policy(logits, valid), cells, generator)
-            record = loop.evaluate(loop.space.decode(decisions.tolist()))
-            if record is None:
-                continue
-            ema_num = self.baseline_decay * ema_num + (1 - self.baseline_decay) * record.metric
-            ema_den = self.baseline_decay * ema_den + (1 - self.baseline_decay)
-            advantage = record.metric - ema_num / ema_den
-            optimizer.zero_grad()
-            (-advantage * log_p).backward()
-            optimizer.step()
-        probs = policy(logits.detach(), valid).probs
-        return {"probs": [p[:n].tolist() for p, n in zip(probs, choices.tolist())],
-                "baseline": ema_num / ema_den if ema_den else None}
+    def start(self, space: CategoricalSpace[Any], seed: int) -> None:
+        self.space = space
+        self.generator = torch.Generator().manual_seed(seed)
+        self.choices = torch.tensor(space.choices)
+        self.valid = torch.arange(int(self.choices.max()))[None, :] < self.choices[:, None]
+        self.logits = torch.zeros(self.valid.shape, dtype=torch.float64, requires_grad=True)
+        optim = torch.optim.Adam if self.optimizer == "adam" else torch.optim.SGD
+        self.optim = optim([self.logits], lr=self.lr)
+        self.cells = None if space.allowed is None else torch.as_tensor(space.allowed)
+        self.ema_num = self.ema_den = 0.0
+        self.batch: list[tuple[Proposal[Any], Tensor]] = []  # cells drawn from the current policy, log p(cell)
+        self.rewards: list[float | None] = []  # per batch entry; None: failed or over budget
+        self.told = 0
+
+    def ask(self) -> Proposal[Any] | None:
+        if len(self.batch) == self.batch_size:
+            return None  # wait for the batch before the policy step
+        decisions, log_p = sample_cell(policy(self.logits, self.valid), self.cells, self.generator)
+        proposal = Proposal(self.space.decode(decisions.tolist()))
+        self.batch.append((proposal, log_p))
+        self.rewards.append(None)
+        return proposal
+
+    def _index(self, proposal: Proposal[Any]) -> int:
+        return next(i for i, (p, _) in enumerate(self.batch) if p is proposal)
+
+    def reject(self, proposal: Proposal[Any]) -> None:
+        i = self._index(proposal)
+        del self.batch[i], self.rewards[i]
+
+    def tell(self, proposal: Proposal[Any], record: Record[Any] | None) -> None:
+        self.rewards[self._index(proposal)] = None if record is None else record.metric
+        self.told += 1
+        if self.told < self.batch_size:
+            return  # a last batch cut short by the budget takes no step
+        losses = []
+        for (_, log_p), reward in zip(self.batch, self.rewards):  # in the order the cells were drawn
+            if reward is None:
+                continue  # failed or over budget: no reward
+            self.ema_num = self.baseline_decay * self.ema_num + (1 - self.baseline_decay) * reward
+            self.ema_den = self.baseline_decay * self.ema_den + (1 - self.baseline_decay)
+            losses.append(-(reward - self.ema_num / self.ema_den) * log_p)
+        if losses:
+            self.optim.zero_grad()
+            torch.stack(losses).mean().backward()
+            self.optim.step()
+        self.batch, self.rewards, self.told = [], [], 0
+
+    def final_state(self) -> dict[str, Any]:
+        probs = policy(self.logits.detach(), self.valid).probs
+        return {"probs": [p[:n].tolist() for p, n in zip(probs, self.choices.tolist())],
+                "baseline": self.ema_num / self.ema_den if self.ema_den else None}

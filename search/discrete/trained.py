@@ -50,14 +50,47 @@ def _space_of(cell_space: Any) -> Any:
     return DartsSpace(("none", *cell_space.ops), cell_space.steps, cell_space.multiplier)
 
 
-class TrainedEvaluator:
+def _cell_space_of(cell: Genotype) -> Any:
+    """The discrete space a cell lies in, when the evaluator was not told (DARTS: all its ops, the cell's nodes)."""
+    from ops import NB201Genotype
+    from search.discrete.darts_space import DartsCellSpace
+    from search.discrete.space import NB201Space
+
+    if isinstance(cell, NB201Genotype):
+        return NB201Space()
+    return DartsCellSpace(steps=len(cell.normal) // 2, multiplier=len(cell.normal_concat))
+
+
+class _SizedEvaluator:
+    """Sizes of cells at the retrain configuration, in the space searched (``bind_space``, called by the search
+    command) or else in the first sized cell's space."""
+
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    cell_space: Any = None
+    _size: _Sizes | None = None
+
+    def bind_space(self, cell_space: Any) -> None:
+        """Size cells in ``cell_space`` (the space searched); a space this evaluator cannot score raises ``ValueError``."""
+        if cell_space is not self.cell_space:
+            self.cell_space, self._size = cell_space, None
+
+    def size(self, cell: Genotype) -> tuple[float, float]:
+        """Params and FLOPs (M) of the cell at the retrain configuration."""
+        if self._size is None:
+            if self.cell_space is None:
+                self.cell_space = _cell_space_of(cell)
+            self._size = _Sizes(_space_of(self.cell_space), self.num_classes, self.image_shape)
+        return self._size(cell)
+
+
+class TrainedEvaluator(_SizedEvaluator):
     """A cell's standalone network (``retrain.build_network`` at ``channels`` / ``layers``) trained from scratch for
     ``epochs`` on the data module's weight-training split (SGD, momentum 0.9, cosine learning rate) and scored by its
     accuracy on the validation split; deterministic under ``seed`` (every cell starts from the same seed).
 
     Args:
         data: A ``nasdata`` data module with ``search_split=True`` (its ``train``/``val`` halves are used).
-        cell_space: The discrete space searched (``NB201Space`` or ``DartsCellSpace`` of ``search.discrete``).
         epochs: Training epochs per cell.
         channels: Initial channels of the trained network.
         layers: Its cells (NB201: cells per stage).
@@ -69,7 +102,7 @@ class TrainedEvaluator:
     metric_name = "val_acc"
     cost_unit = "seconds"
 
-    def __init__(self, data: Any, cell_space: Any, epochs: int = 1, channels: int = 8, layers: int = 5,
+    def __init__(self, data: Any, epochs: int = 1, channels: int = 8, layers: int = 5,
                  lr: float = 0.05, weight_decay: float = 3e-4, seed: int = 0) -> None:
         for key, value in (("epochs", epochs), ("channels", channels), ("layers", layers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -79,13 +112,22 @@ class TrainedEvaluator:
         data.setup("fit")
         self.data, self.epochs, self.channels, self.layers = data, epochs, channels, layers
         self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
-        shape = (data.in_channels, data.image_size, data.image_size)
-        self.space = _space_of(cell_space)
-        self._size = _Sizes(self.space, data.num_classes, shape)
+        self.num_classes = data.num_classes
+        self.image_shape = (data.in_channels, data.image_size, data.image_size)
 
-    def size(self, cell: Genotype) -> tuple[float, float]:
-        """Params and FLOPs (M) of the cell at the retrain configuration."""
-        return self._size(cell)
+    def bind_space(self, cell_space: Any) -> None:
+        """Search ``cell_space``; settings that cannot build its networks (too few ``layers``) raise ``ValueError``."""
+        from retrain import build_network
+
+        if cell_space is self.cell_space:
+            return
+        try:
+            with torch.random.fork_rng(devices=[]):
+                build_network(reference_genotype(_space_of(cell_space)), num_classes=self.num_classes,
+                              channels=self.channels, layers=self.layers, in_channels=self.data.in_channels)
+        except ValueError as err:
+            raise ValueError(f"TrainedEvaluator in the {cell_space.name} space: {err}") from None
+        super().bind_space(cell_space)
 
     def evaluate(self, cell: Genotype) -> Evaluation:
         """Train the cell's network from scratch and score it; the cost is the wall-clock seconds it took."""
@@ -116,14 +158,13 @@ class TrainedEvaluator:
         return Evaluation(accuracy, params, flops, time.perf_counter() - start, val_loss)
 
 
-class SharedWeightEvaluator:
+class SharedWeightEvaluator(_SizedEvaluator):
     """A cell scored with the weights of a trained supernet (a search run's checkpoint, any one-shot strategy):
     its single path's validation accuracy (%) with batch-norm statistics re-estimated for it first
     (``search.fidelity.shared_weight_accuracy``), milliseconds per cell.
 
     Args:
         run_dir: The search run folder (its ``config.yaml``).
-        cell_space: The discrete space searched; must be the supernet's.
         checkpoint: The checkpoint (default: the folder's ``checkpoints/last.ckpt``).
         bn_batches: Training batches the batch-norm statistics are re-estimated on, per cell.
         val_batches: Validation batches the accuracy is measured on.
@@ -132,27 +173,25 @@ class SharedWeightEvaluator:
     metric_name = "shared_weight_acc"
     cost_unit = "seconds"
 
-    def __init__(self, run_dir: str, cell_space: Any, checkpoint: str | None = None, bn_batches: int = 4,
+    def __init__(self, run_dir: str, checkpoint: str | None = None, bn_batches: int = 4,
                  val_batches: int = 20) -> None:
         from search.cli import load_run
         from search.strategies.probe import first_batches
 
         model, data = load_run(run_dir, checkpoint)
-        self.space = _space_of(cell_space)
-        supernet = model.supernet
-        if supernet.search_space.name != self.space.name:
-            raise ValueError(f"the supernet of {run_dir} searches the {supernet.search_space.name} space, the "
-                             f"discrete search the {self.space.name} space")
-        self.supernet = supernet
+        self.run_dir, self.supernet = run_dir, model.supernet
         loaders = data.train_dataloader()
         self.bn_batches = first_batches(loaders["train"], bn_batches)
         self.val_batches = first_batches(data.val_dataloader(), val_batches)
-        shape = (data.in_channels, data.image_size, data.image_size)
-        self._size = _Sizes(self.space, supernet.classifier.out_features, shape)
+        self.num_classes = self.supernet.classifier.out_features
+        self.image_shape = (data.in_channels, data.image_size, data.image_size)
 
-    def size(self, cell: Genotype) -> tuple[float, float]:
-        """Params and FLOPs (M) of the cell at the retrain configuration."""
-        return self._size(cell)
+    def bind_space(self, cell_space: Any) -> None:
+        """Search ``cell_space``; it must be the supernet's space."""
+        if self.supernet.search_space.name != _space_of(cell_space).name:
+            raise ValueError(f"the supernet of {self.run_dir} searches the {self.supernet.search_space.name} space, "
+                             f"the discrete search the {cell_space.name} space")
+        super().bind_space(cell_space)
 
     def evaluate(self, cell: Genotype) -> Evaluation:
         """The cell's shared-weight accuracy."""
