@@ -83,7 +83,7 @@ def main() -> None:
         pool.close()
     accs = [r["test_acc"] for r in runs]
     print(f"REA with the {args.evaluator} evaluator ({budget}), {args.trials} trials, {args.workers} worker(s): "
-          f"{statistics.mean(accs):.2f} ± {statistics.pstdev(accs):.2f} (random median 90.75, optimum 94.37); "
+          f"{statistics.mean(accs):.2f} ± {statistics.stdev(accs) if len(accs) > 1 else 0.0:.2f} (random median 90.75, optimum 94.37); "
           f"tau {statistics.mean(r['kendall_tau'] for r in runs):.3f}; "
           f"{statistics.mean(r['trials_per_hour'] for r in runs):.0f} trials/h")
     if args.out is not None:

@@ -268,22 +268,29 @@ def consensus_lines(results: list[dict[str, Any]], methods: list[str], table: An
         return [{"normal": r["epoch_probabilities"][-1]} for r in group] \
             if all("epoch_probabilities" in r for r in group) else None
 
-    lines = [f"consensus cells of {size} seeds (every combination of the runs; they share runs, so they are not "
-             "independent)"]
+    def vote(group: Any) -> Any:
+        cells = [NB201Genotype.from_arch_str(r["cell"]) for r in group]
+        return consensus_genotype(cells, last_weights(group), candidates)
+
+    lines = [f"consensus cells of {size} seeds: every combination of the runs (they share runs, so they are not "
+             f"independent), and the disjoint groups of {size} consecutive seeds (independent: one figure each)"]
     for method in methods:
         runs = sorted((r for r in results if r["method"] == method), key=lambda r: r["seed"])
         if len(runs) < size:
             continue
-        accs = []
-        for group in itertools.combinations(runs, size):
-            cells = [NB201Genotype.from_arch_str(r["cell"]) for r in group]
-            accs.append(table.accuracy(consensus_genotype(cells, last_weights(group), candidates), "cifar10", "test"))
-        every = consensus_genotype([NB201Genotype.from_arch_str(r["cell"]) for r in runs], last_weights(runs),
-                                   candidates)
+        accs = [table.accuracy(vote(group), "cifar10", "test") for group in itertools.combinations(runs, size)]
+        every = vote(runs)
         mean, std = mean_std(accs)
-        lines.append(f"{LABELS.get(method, method):<18}{len(accs)} groups: {mean:.2f} +- {std:.2f}, worst "
+        lines.append(f"{LABELS.get(method, method):<18}{len(accs)} combinations: {mean:.2f} +- {std:.2f}, worst "
                      f"{min(accs):.2f}; all {len(runs)} seeds: {table.accuracy(every, 'cifar10', 'test'):.2f} "
                      f"{every.to_arch_str()}")
+        groups = [runs[i:i + size] for i in range(0, len(runs) - size + 1, size)]
+        scored = [(g, vote(g)) for g in groups]
+        accs = [table.accuracy(cell, "cifar10", "test") for _, cell in scored]
+        mean, std = mean_std(accs)
+        lines.append(f"{'':<18}{len(groups)} disjoint groups: {mean:.2f} +- {std:.2f}, worst {min(accs):.2f}")
+        lines.extend(f"{'':<20}seeds {', '.join(str(r['seed']) for r in g)}: {acc:.2f} {cell.to_arch_str()}"
+                     for (g, cell), acc in zip(scored, accs))
     return "\n".join(lines)
 
 
