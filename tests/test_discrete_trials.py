@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ops import NB201Genotype
 from search.discrete import (Budget, FunctionEvaluator, Journal, NB201Space, Progress, RandomSearch,
                              RegularizedEvolution, Reinforce, SearchLoop, SerialPool)
 from search.discrete.cli import main, progress_line
@@ -265,15 +266,19 @@ def _start(ray) -> None:
              runtime_env={"env_vars": {"PYTHONPATH": path}})
 
 
-def test_four_ray_workers_evaluate_what_one_worker_does(ray_session) -> None:
+def test_four_ray_workers_evaluate_what_one_worker_does(ray_session, tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from discrete_helpers import SlowTable
     from search.discrete import RayPool
+    from search.nb201_table import NB201Table
 
-    slow = FunctionEvaluator(lambda c: time.sleep(0.01 * (hash(c.to_arch_str()) % 3)) or convs(c))
+    slow = SlowTable(str(EXCERPT), str(HP12), str(tmp_path / "log"), delay=0.02)  # the tabular evaluator, slowed
+    space = NB201Space().restrict(NB201Genotype.from_arch_str(a) for a in NB201Table(EXCERPT, HP12).archs)
     pool = RayPool(slow, 4)  # one pool for the three searches, as the CLI shares it across seeds
     try:
         def both(strategy):
-            serial = strategy.search(NB201Space(), slow, Budget(24), seed=3)
-            return serial, strategy.search(NB201Space(), slow, Budget(24), seed=3, pool=pool)
+            serial = strategy.search(space, slow, Budget(24), seed=3)
+            return serial, strategy.search(space, slow, Budget(24), seed=3, pool=pool)
 
         serial, parallel = both(RandomSearch())
         assert len(parallel.history) == len(serial.history) == 24
@@ -297,11 +302,11 @@ def test_a_worker_that_dies_is_replaced_and_its_trial_retried_then_recorded(ray_
     evaluator = Dies(str(tmp_path), always)
     pool = RayPool(evaluator, 2)
     try:
-        result = RandomSearch().search(NB201Space(), evaluator, Budget(15), seed=0, pool=pool)
+        result = RandomSearch().search(NB201Space(), evaluator, Budget(6), seed=5, pool=pool)  # trial 3 dies
     finally:
         pool.close()
     deaths = [r for r in result.history if r.arch.startswith("|none~0|")]
-    assert len(result.history) + len(result.failures) == 15
+    assert len(result.history) + len(result.failures) == 6
     if always:
         assert not deaths and result.failures and all("died" in f.error and f.attempts == 2 for f in result.failures)
     else:
