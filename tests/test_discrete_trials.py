@@ -206,6 +206,10 @@ def test_resume_refuses_a_journal_of_another_search_and_leaves_it(tmp_path: Path
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is from another search (differs in: settings)" in err
     assert journal.read_bytes() == before
+    assert main("evolution", _cli(tmp_path, "--resume", "true", "--budget.evaluations", "4")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds 8 trials, more than budget.evaluations 4" in err
+    assert journal.read_bytes() == before
     assert main("evolution", _cli(tmp_path, "--resume", "true", "--budget.evaluations", "12")) == 0  # a longer budget
     assert len(list(csv.DictReader((tmp_path / "run" / "seed0" / "history.csv").open()))) == 12
 

@@ -287,6 +287,10 @@ class SearchLoop(Generic[CellT]):
         start = time.perf_counter()
         for event in (self.journal.events if self.journal is not None else []):
             self._replay(strategy, event)
+        if self.budget.evaluations is not None and self._asked > self.budget.evaluations:
+            raise ValueError(f"the history {self.journal.path} already holds {self._asked} trials, more than "
+                             f"budget.evaluations {self.budget.evaluations}; resume with a budget of at least "
+                             f"{self._asked}")
         for trial in sorted(self._pending):  # in flight when the earlier run stopped
             if self._attempts.get(trial, 0) >= MAX_ATTEMPTS:  # it took the search process down each time
                 self._conclude(strategy, trial, WorkerDied("the search process ended while it ran"))
