@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
