@@ -57,6 +57,7 @@ LABELS = {"darts": "DARTS 1st order", "gdas": "GDAS", "gdas_v1": "GDAS (selected
           "beta_darts": "beta-DARTS", "darts_minus": "DARTS-", "drnas": "DrNAS", "sdarts_rs": "SDARTS-RS",
           "beta_darts_pt": "beta-DARTS + PT",
           "sdarts_rs_pt": "SDARTS-RS + PT", "sdarts_rs_pt_v1": "SDARTS-RS + PT (acc, 10 batches, none kept)",
+          "sdarts_rs_pt_margin": "SDARTS-RS + PT (margin)",
           "darts_pt": "DARTS + PT", "spos": "SPOS (evolution over 100 cells)"}
 _PT_V1 = {"tune_epochs": 3, "probe_batches": 10, "keep_none": True}  # accuracy on 10 probe batches, none allowed
 _PT = {"tune_epochs": 3, "probe_batches": 79, "criterion": "loss"}  # the loss on the whole split (79 batches)
@@ -75,6 +76,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "spos": {"strategy": "spos", "strategy_args": {"evaluations": 100, "epoch_evaluations": 0}},
     "sdarts_rs_pt": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"RandomSmoothing": {}},
                      "selection": _PT},
+    "sdarts_rs_pt_margin": {"strategy": "darts", "strategy_args": {"order": 1},
+                            "regularizers": {"RandomSmoothing": {}}, "selection": {**_PT, "edge_order": "margin"}},
     "sdarts_rs_pt_v1": {"strategy": "darts", "strategy_args": {"order": 1},
                         "regularizers": {"RandomSmoothing": {}}, "selection": _PT_V1},
     "beta_darts_pt": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"BetaDecay": {}},
@@ -100,6 +103,7 @@ class SearchConfig:
     workers: int
     threads: int
     arch_lr: float = 3e-4
+    impl: str = "fused"
 
 
 def _quiet() -> None:
@@ -131,7 +135,7 @@ def make_run(config: SearchConfig, method: str, seed: int, callbacks: list[Any],
     regularizers = [getattr(robust, name)(**kwargs) for name, kwargs in spec.get("regularizers", {}).items()]
     selection = PerturbationSelection(**spec["selection"], seed=seed) if "selection" in spec else None
     supernet = NB201SearchNetwork(channels=config.channels, cells_per_stage=config.cells, num_classes=10,
-                                  in_channels=3)
+                                  in_channels=3, impl=config.impl)
     module = SearchModule(supernet, strategy=spec["strategy"], strategy_args=strategy_args, regularizers=regularizers,
                           selection=selection, lr=0.025, lr_min=0.001,
                           momentum=0.9, weight_decay=5e-4, grad_clip=5.0, arch_lr=config.arch_lr, arch_betas=(0.5, 0.999),
@@ -224,7 +228,8 @@ def _describe(config: SearchConfig, methods: list[str], seeds: list[int]) -> str
             f"N={config.cells} cells per stage [{scale['cells']}], first {config.images} training images = "
             f"{config.images - half} weights / {half} architecture [{scale['images'] // 2} / "
             f"{scale['images'] // 2}], {config.epochs} epochs [{scale['epochs']}] of {steps} steps, batch "
-            f"{config.batch_size} [{scale['batch_size']}]; per-epoch validation on {config.val_batches} batches")
+            f"{config.batch_size} [{scale['batch_size']}]; per-epoch validation on {config.val_batches} batches; "
+            f"{config.impl} cell path")
 
 
 def _run_line(r: dict[str, Any]) -> str:
@@ -324,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     parser.add_argument("--arch-lr", type=float, default=3e-4,
                         help="Adam learning rate of the architecture (paper: 3e-4 over 50 epochs of 391 steps)")
+    parser.add_argument("--impl", choices=("fused", "reference"), default="fused",
+                        help="the supernet's cell path (supernet.impls; the same function, reference is slower)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (separate processes)")
     parser.add_argument("--out", type=Path, default=None, help="write all results as JSON here")
     parser.add_argument("--export-subset", type=Path, default=None, metavar="DIR",
@@ -362,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     config = SearchConfig(data=str(args.data), table=str(args.table), device=args.device, channels=args.channels,
                           cells=args.cells, images=args.images, epochs=args.epochs, batch_size=args.batch_size,
                           val_batches=args.val_batches, workers=args.workers, threads=args.threads,
-                          arch_lr=args.arch_lr)
+                          arch_lr=args.arch_lr, impl=args.impl)
     random_median = float(np.median(NB201Table(args.table).column("cifar10_test")))
     print(_describe(config, args.methods, args.seeds), flush=True)
     runs = [(m, s) for m in args.methods for s in args.seeds]

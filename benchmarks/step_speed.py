@@ -1,4 +1,4 @@
-"""Speed and peak memory of a full DARTS search step, reference vs fused supernet, in one run.
+"""Speed and peak memory of a full DARTS search step, reference vs fused supernet, in one run, in both spaces.
 
 A step is what ``SearchModule.training_step`` does, without Lightning: the architecture step of
 ``search.strategies.DartsStrategy`` (1st or 2nd order, Adam on the alphas) on a validation batch, then the weight
@@ -24,10 +24,12 @@ each path's float32 (or bf16) gradient error against float64 over a few seeds.
 The last column estimates a 50-epoch CIFAR-10 search (25k training + 25k validation images per epoch): 50 x
 ceil(25000 / batch) x (step time + one no-grad validation forward of a batch).
 
-    python benchmarks/step_speed.py                           # CPU: both configs, orders 1 and 2, memory
+    python benchmarks/step_speed.py                           # CPU: every config, orders 1 and 2, memory
+    python benchmarks/step_speed.py --configs nb201 --orders 1   # NB201 at the nb201_oneshot.py budget
     python benchmarks/step_speed.py --scaling                 # + step time vs ops / nodes / batch size
     python benchmarks/step_speed.py --device cuda --bf16 --channels-last --steps 10
     python benchmarks/step_speed.py --ops                     # ATen ops per step, per space, path and order
+    python benchmarks/step_speed.py --hvp --configs paper     # fused 2nd-order step (central / forward) vs 1st
 
 ``--ops`` counts the ATen ops of one step with the profiler (on the CPU; the count is the same on any device up to
 the device's own dispatch): all of them and the leaves, the ops that call no other (about one kernel launch each):
@@ -58,7 +60,12 @@ from search.strategies.base import ArchStepContext  # noqa: E402
 from search.strategies.darts import DartsStrategy  # noqa: E402
 from supernet import DartsSearchNetwork, NB201SearchNetwork  # noqa: E402
 
-CONFIGS = {"paper": dict(channels=16, layers=8, batch=64), "small": dict(channels=8, layers=5, batch=32)}
+CONFIGS = {"paper": dict(space="darts", channels=16, layers=8, batch=64),
+           "small": dict(space="darts", channels=8, layers=5, batch=32),
+           "nb201": dict(space="nb201", channels=8, layers=1, batch=64),
+           "nb201-paper": dict(space="nb201", channels=16, layers=5, batch=64)}
+"""DARTS: the paper's search config and a small one; NB201 (``layers``: cells per stage): the
+``benchmarks/nb201_oneshot.py`` budget and the NAS-Bench-201 paper's supernet."""
 IMPLS = ("reference", "fused")
 VARIANTS = {"reference": ("reference", False), "fused": ("fused", True), "fused-keep": ("fused", False)}
 """Benchmarked variants: ``(impl, recompute)``; ``fused-keep`` keeps all activations (no recomputation)."""
@@ -69,14 +76,15 @@ class Search:
 
     def __init__(self, channels: int, layers: int, batch: int, order: int, device: str, steps: int = 4,
                  candidates: tuple[str, ...] | None = None, bf16: bool = False,
-                 channels_last: bool = False, seed: int = 0, space: str = "darts") -> None:
+                 channels_last: bool = False, seed: int = 0, space: str = "darts",
+                 hvp: str = "finite_difference") -> None:
         torch.manual_seed(seed)
         if space == "nb201":  # layers: cells per stage
             self.net = NB201SearchNetwork(channels, layers).to(device)
         else:
             self.net = DartsSearchNetwork(channels, layers, steps=steps, multiplier=steps,
                                           candidates=candidates or search_space("darts")).to(device)
-        self.strategy = DartsStrategy(order=order)
+        self.strategy = DartsStrategy(order=order, hvp=hvp)
         self.arch = self.strategy.build_arch(self.net).to(device)
         self.w_opt = torch.optim.SGD(self.net.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
         self.a_opt = torch.optim.Adam(self.arch.parameters(), lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
@@ -92,8 +100,7 @@ class Search:
 
     def step(self, variant: str) -> None:
         """Architecture step on the validation batch, then weight step on the training batch."""
-        if hasattr(self.net, "set_impl"):  # the NB201 supernet has one path
-            self.net.set_impl(*VARIANTS[variant])
+        self.net.set_impl(*VARIANTS[variant])
         train, val = self.batches
         with self.autocast():
             ctx = ArchStepContext(supernet=self.net, arch=self.arch, optimizer=self.a_opt,
@@ -200,11 +207,16 @@ def check_same_math(args: argparse.Namespace, seeds: int = 3) -> None:
     network (small config, non-uniform alphas) on the same batch. In float64 the two must agree to rounding; in
     the benchmark's precision each is compared with the float64 reference, over a few seeds: at ReLU and max-pool
     kinks rounding can flip single gradient entries on either path, so equal math shows as errors of one size."""
-    cfg = CONFIGS["small"]
+    for space in dict.fromkeys(CONFIGS[name]["space"] for name in args.configs):
+        _same_math(args, space, seeds)
+
+
+def _same_math(args: argparse.Namespace, space: str, seeds: int) -> None:
+    cfg = CONFIGS["small"] if space == "darts" else dict(channels=8, layers=2, batch=32)
     errors: dict[str, list[str]] = {impl: [] for impl in IMPLS}
     for seed in range(seeds):
         search = Search(cfg["channels"], cfg["layers"], cfg["batch"], 1, args.device, bf16=args.bf16,
-                        channels_last=args.channels_last, seed=seed)
+                        channels_last=args.channels_last, seed=seed, space=space)
         with torch.no_grad():  # a mis-weighted candidate would show
             for p in search.arch.parameters():
                 p.normal_(0.0, 0.5)
@@ -214,26 +226,26 @@ def check_same_math(args: argparse.Namespace, seeds: int = 3) -> None:
                  for impl in IMPLS}
         if seed == 0:
             (l_ref, g_ref), (l_fused, g_fused) = exact["reference"], exact["fused"]
-            print(f"same math, float64, fused vs reference: max |logits diff| {(l_fused - l_ref).abs().max():.1e}, "
+            print(f"{space} same math, float64, fused vs reference: max |logits diff| {(l_fused - l_ref).abs().max():.1e}, "
                   f"|grad diff| / |grad| (all weights and alphas) {(g_fused - g_ref).norm() / g_ref.norm():.1e}")
         logits_ref, grads_ref = exact["reference"]
         for impl in IMPLS:
             logits, grads = _loss_and_grads(search.net, search.arch, search.strategy, x, y, impl, search.autocast())
             errors[impl].append(f"{(grads - grads_ref).norm() / grads_ref.norm():.0e}")
     precision = "bf16 autocast" if args.bf16 else "float32"
-    print(f"{precision} vs float64, |grad error| / |grad|, seeds 0-{seeds - 1}: "
+    print(f"{space} {precision} vs float64, |grad error| / |grad|, seeds 0-{seeds - 1}: "
           + "; ".join(f"{impl} {' '.join(errs)}" for impl, errs in errors.items()), flush=True)
 
 
 def main_table(args: argparse.Namespace) -> None:
     variants = ("reference", "fused") + (("fused-keep",) if args.keep else ())
-    print(f"{'config':7} {'order':>5} {'variant':>10} {'s/step':>7} {'img/s':>6} {'speed-up':>8} {'cpu s':>7} "
+    print(f"{'config':11} {'order':>5} {'variant':>10} {'s/step':>7} {'img/s':>6} {'speed-up':>8} {'cpu s':>7} "
           f"{'speed-up':>8} {'peak MiB':>8} {'memory':>6}  50 ep (h)")
     for name in args.configs:
         cfg = CONFIGS[name]
         for order in args.orders:
             spec = dict(channels=cfg["channels"], layers=cfg["layers"], batch=cfg["batch"], order=order,
-                        device=args.device, bf16=args.bf16, channels_last=args.channels_last)
+                        device=args.device, bf16=args.bf16, channels_last=args.channels_last, space=cfg["space"])
             search = Search(**spec)
             times = interleaved(search, args.steps, variants)
             if not args.memory:
@@ -248,14 +260,13 @@ def main_table(args: argparse.Namespace) -> None:
                 # an epoch: 25k training images in steps of `batch`, plus validation forwards over 25k images
                 steps = -(-25_000 // cfg["batch"])
                 hours = 50 * steps * (wall + eval_forward_time(search, v)) / 3600
-                print(f"{name:7} {order:>5} {v:>10} {wall:7.2f} {cfg['batch'] / wall:6.1f} {ref_wall / wall:7.2f}x "
+                print(f"{name:11} {order:>5} {v:>10} {wall:7.2f} {cfg['batch'] / wall:6.1f} {ref_wall / wall:7.2f}x "
                       f"{cpu:7.2f} {ref_cpu / cpu:7.2f}x {mem[v]:8.0f} {mem[v] / mem['reference']:5.2f}x  {hours:8.1f}",
                       flush=True)
 
 
-OP_CONFIGS = {"darts small": ("darts", CONFIGS["small"]), "darts paper": ("darts", CONFIGS["paper"]),
-              "nb201 benchmark": ("nb201", dict(channels=8, layers=1, batch=64)),
-              "nb201 paper": ("nb201", dict(channels=16, layers=5, batch=64))}
+OP_CONFIGS = {"darts small": CONFIGS["small"], "darts paper": CONFIGS["paper"],
+              "nb201 benchmark": CONFIGS["nb201"], "nb201 paper": CONFIGS["nb201-paper"]}
 """The op-count rows: the DARTS configs above, NB201 at the ``nb201_oneshot.py`` budget and at the paper's size."""
 
 
@@ -275,14 +286,34 @@ def aten_ops(search: Search, variant: str) -> tuple[int, int]:
 def ops_table(args: argparse.Namespace) -> None:
     """ATen ops (and leaf ops, ~kernel launches) per search step, per space, path and order."""
     print(f"\n{'config':16} {'order':>5} {'path':>10} {'ATen ops':>9} {'leaf ops':>9}  (one architecture + weight step)")
-    for name, (space, cfg) in OP_CONFIGS.items():
+    for name, cfg in OP_CONFIGS.items():
         for order in args.orders:
-            search = Search(cfg["channels"], cfg["layers"], 2, order, "cpu", space=space)  # counts do not depend
-            for variant in (("reference", "fused", "fused-gpu") if space == "darts" else ("reference",)):  # on batch
-                if hasattr(search.net, "cpu_kernels"):  # fused-gpu: PyTorch's kernels, as the fused path runs on a GPU
-                    search.net.cpu_kernels = variant != "fused-gpu"
+            search = Search(cfg["channels"], cfg["layers"], 2, order, "cpu", space=cfg["space"])  # counts do not
+            for variant in ("reference", "fused", "fused-gpu"):  # depend on the batch size
+                search.net.cpu_kernels = variant != "fused-gpu"  # PyTorch's kernels, as the fused path runs on a GPU
                 total, leaves = aten_ops(search, variant.replace("-gpu", ""))
                 print(f"{name:16} {order:>5} {variant:>10} {total:>9} {leaves:>9}", flush=True)
+
+
+def order_table(args: argparse.Namespace) -> None:
+    """The fused path's 2nd-order step against its 1st-order step, per Hessian-vector product, steps interleaved."""
+    kinds = {"1st order": (1, "finite_difference"), "2nd, central difference": (2, "finite_difference"),
+             "2nd, forward difference": (2, "forward_difference")}
+    print(f"\n{'config':11} {'step':>24} {'s/step':>7} {'vs 1st':>7}  (fused path)")
+    for name in args.configs:
+        cfg = CONFIGS[name]
+        searches = {kind: Search(cfg["channels"], cfg["layers"], cfg["batch"], order, args.device, space=cfg["space"],
+                                 hvp=hvp) for kind, (order, hvp) in kinds.items()}
+        for search in searches.values():
+            search.step("fused")  # warm-up
+        times: dict[str, list[float]] = {kind: [] for kind in kinds}
+        for _ in range(args.steps):
+            for kind, search in searches.items():
+                times[kind].append(timed(lambda: search.step("fused"))[0])
+        first = statistics.median(times["1st order"])
+        for kind, values in times.items():
+            median = statistics.median(values)
+            print(f"{name:11} {kind:>24} {median:7.2f} {median / first:6.2f}x", flush=True)
 
 
 def scaling_rows() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -321,6 +352,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="also the fused variant without recomputation")
     parser.add_argument("--scaling", action="store_true", help="also time the step against ops/nodes/batch size")
     parser.add_argument("--scaling-steps", type=int, default=2)
+    parser.add_argument("--hvp", action="store_true",
+                        help="only time the fused 2nd-order step (central and forward difference) against the 1st")
     parser.add_argument("--ops", action="store_true", help="only count the ATen ops of one step (device-independent)")
     parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -333,6 +366,9 @@ def main() -> None:
           f"torch={torch.__version__}")
     if args.ops:
         ops_table(args)
+        return
+    if args.hvp:
+        order_table(args)
         return
     check_same_math(args)
     main_table(args)

@@ -82,10 +82,14 @@ class DartsSearchCell(nn.Module):
 
 class NB201SearchCell(nn.Module):
     """The NAS-Bench-201 search cell: 4 nodes, node ``j`` sums ``edge(i -> j)(node_i)`` over ``i < j``,
-    edges in ``NB201_EDGES`` order, output node 3. All ops have stride 1 and no affine BatchNorm."""
+    edges in ``NB201_EDGES`` order, output node 3. All ops have stride 1 and no affine BatchNorm.
 
-    def __init__(self, channels: int, candidates: Sequence[str], partial_channels: int = 1) -> None:
+    ``fast``: an accelerated forward (``supernet.impls``) used for dense mixing weights, as in ``DartsSearchCell``."""
+
+    def __init__(self, channels: int, candidates: Sequence[str], partial_channels: int = 1,
+                 fast: CellImpl | None = None) -> None:
         super().__init__()
+        self.fast = fast
         self.num_ops = len(candidates)
         self.edges = nn.ModuleList(
             MixedOp(channels, 1, candidates, partial_channels, pool_bn=False) for _ in NB201_EDGES)
@@ -98,6 +102,8 @@ class NB201SearchCell(nn.Module):
     def forward(self, x: Tensor, weights: CellWeights) -> Tensor:
         """Run the cell with mixing weights ``weights.ops`` (and optional edge weights / active ops)."""
         active = _check_cell_weights(weights, self.num_edges, self.num_ops, "normal")
+        if self.fast is not None and active is None:
+            return self.fast.nb201_cell(self, x, weights)
         nodes: list[Tensor | int] = [x, 0, 0, 0]
         for e, (src, dst) in enumerate(NB201_EDGES):
             out = self.edges[e](nodes[src], weights.ops[e], None if active is None else active[e],

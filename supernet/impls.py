@@ -1,4 +1,4 @@
-"""How a DARTS search network evaluates its cells: ``reference`` (the readable per-op forward of ``supernet.cells``,
+"""How a search network (DARTS or NAS-Bench-201) evaluates its cells: ``reference`` (the readable per-op forward of ``supernet.cells``,
 as the original DARTS) or an accelerated path registered here by its own package (``supernet.fast`` registers
 ``fused``). The readable supernet imports no accelerated code: the network looks the chosen path up by name once,
 when it is built (or switched with ``set_impl``), and hands the cells the resulting object."""
@@ -14,10 +14,13 @@ from supernet.weights import CellWeights
 
 
 class CellImpl(Protocol):
-    """An accelerated path: ``cell`` replaces a ``DartsSearchCell``'s forward for dense mixing weights (sampled
-    paths keep the reference forward), ``stem`` the stem's."""
+    """An accelerated path: ``cell`` replaces a ``DartsSearchCell``'s forward and ``nb201_cell`` an
+    ``NB201SearchCell``'s, for dense mixing weights (sampled paths keep the reference forward); ``stem`` the
+    stem's."""
 
     def cell(self, cell: nn.Module, s0: Tensor, s1: Tensor, weights: CellWeights) -> Tensor: ...
+
+    def nb201_cell(self, cell: nn.Module, x: Tensor, weights: CellWeights) -> Tensor: ...
 
     def stem(self, stem: ConvBN, x: Tensor) -> Tensor: ...
 

@@ -36,7 +36,30 @@ def _cell_weights(weights: ArchWeights, cell: str, owner: str) -> CellWeights:
     return weights[cell]
 
 
-class DartsSearchNetwork(nn.Module):
+class _SwitchesImpl(nn.Module):
+    """The cell implementation of a search network (``supernet.impls``): ``impl``, its options, and ``set_impl``."""
+
+    cells: nn.ModuleList
+
+    def _build_impl(self, impl: str, recompute: bool, cpu_kernels: bool) -> None:
+        self.fast = build_impl(impl, type(self).__name__, recompute=recompute, cpu_kernels=cpu_kernels)
+        self.impl, self.recompute, self.cpu_kernels = impl, recompute, cpu_kernels
+
+    def set_impl(self, impl: str, recompute: bool | None = None) -> "_SwitchesImpl":
+        """Switch every search cell to the ``fused`` or the ``reference`` forward (and set ``recompute`` unless
+        None); returns the network."""
+        self._build_impl(impl, self.recompute if recompute is None else recompute, self.cpu_kernels)
+        for cell in self.cells:
+            if hasattr(cell, "fast"):
+                cell.fast = self.fast
+        return self
+
+    def stem_forward(self, x: Tensor) -> Tensor:
+        """The stem's output, through the accelerated path when there is one."""
+        return self.stem(x) if self.fast is None else self.fast.stem(self.stem, x)
+
+
+class DartsSearchNetwork(_SwitchesImpl):
     """The DARTS search network: stem (conv 3x3 + BN, ``stem_multiplier * channels``), ``layers`` search
     cells with reductions at ``layers // 3`` and ``2 * layers // 3`` (channels double there), global
     average pooling and a linear classifier. ``forward(x, weights)`` takes ``{"normal": ..., "reduce": ...}``.
@@ -57,8 +80,7 @@ class DartsSearchNetwork(nn.Module):
                  impl: str = "fused", recompute: bool = True, cpu_kernels: bool = True) -> None:
         super().__init__()
         owner = "DartsSearchNetwork"
-        self.impl, self.recompute, self.cpu_kernels = impl, recompute, cpu_kernels
-        self.fast = build_impl(impl, owner, recompute=recompute, cpu_kernels=cpu_kernels)
+        self._build_impl(impl, recompute, cpu_kernels)
         _check_positive(owner, channels=channels, steps=steps, multiplier=multiplier,
                         stem_multiplier=stem_multiplier, num_classes=num_classes, in_channels=in_channels,
                         partial_channels=partial_channels)
@@ -86,38 +108,35 @@ class DartsSearchNetwork(nn.Module):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
 
-    def set_impl(self, impl: str, recompute: bool | None = None) -> "DartsSearchNetwork":
-        """Switch every cell to the ``fused`` or the ``reference`` forward (and set ``recompute`` unless None);
-        returns the network."""
-        recompute = self.recompute if recompute is None else recompute
-        self.fast = build_impl(impl, "DartsSearchNetwork", recompute=recompute, cpu_kernels=self.cpu_kernels)
-        self.impl, self.recompute = impl, recompute
-        for cell in self.cells:
-            cell.fast = self.fast
-        return self
-
     def forward(self, x: Tensor, weights: ArchWeights) -> Tensor:
         """Logits ``[N, num_classes]`` of images ``x`` under architecture weights ``weights``."""
         normal = _cell_weights(weights, "normal", "DartsSearchNetwork")
         reduce = _cell_weights(weights, "reduce", "DartsSearchNetwork")
-        s0 = s1 = self.stem(x) if self.fast is None else self.fast.stem(self.stem, x)
+        s0 = s1 = self.stem_forward(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
 
-class NB201SearchNetwork(nn.Module):
+class NB201SearchNetwork(_SwitchesImpl):
     """The NAS-Bench-201 search network: conv 3x3 + BN stem, three stages of ``cells_per_stage`` search cells
     (``C``, ``2C``, ``4C`` channels) joined by stride-2 ResNet basic blocks, then BN -> ReLU -> global
-    average pooling -> linear. ``forward(x, weights)`` takes ``{"normal": ...}``."""
+    average pooling -> linear. ``forward(x, weights)`` takes ``{"normal": ...}``.
+
+    ``impl``, ``recompute``, ``cpu_kernels``: the cells' path, as in ``DartsSearchNetwork`` (``fused``: the edges
+    leaving a node share their ReLU, one convolution per kernel size over all of them, one BatchNorm call, nothing
+    for ``none``; ``reference``: every op on its own, as the NAS-Bench-201 authors' code). The stem and the cells
+    run channels-last on the fused path; the cells hand the ResNet blocks their input's memory format."""
 
     space = "nb201"
     cell_types = ("normal",)
 
     def __init__(self, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10, in_channels: int = 3,
-                 candidates: Sequence[str] = search_space("nb201"), partial_channels: int = 1) -> None:
+                 candidates: Sequence[str] = search_space("nb201"), partial_channels: int = 1,
+                 impl: str = "fused", recompute: bool = True, cpu_kernels: bool = True) -> None:
         super().__init__()
         owner = "NB201SearchNetwork"
+        self._build_impl(impl, recompute, cpu_kernels)
         _check_positive(owner, channels=channels, cells_per_stage=cells_per_stage, num_classes=num_classes,
                         in_channels=in_channels, partial_channels=partial_channels)
         if channels % partial_channels:
@@ -127,7 +146,8 @@ class NB201SearchNetwork(nn.Module):
         self.num_ops = len(self.candidates)
         self.stem = ConvBN(in_channels, channels)
         blocks: list[nn.Module] = [
-            NB201SearchCell(c_in, self.candidates, partial_channels) if c_in == c_out else ResNetBasicBlock(c_in, c_out, 2)
+            NB201SearchCell(c_in, self.candidates, partial_channels, self.fast) if c_in == c_out
+            else ResNetBasicBlock(c_in, c_out, 2)
             for c_in, c_out in nb201_stages(channels, cells_per_stage)]
         c_prev = 4 * channels
         self.cells = nn.ModuleList(blocks)
@@ -139,7 +159,7 @@ class NB201SearchNetwork(nn.Module):
     def forward(self, x: Tensor, weights: ArchWeights) -> Tensor:
         """Logits ``[N, num_classes]`` of images ``x`` under architecture weights ``weights``."""
         normal = _cell_weights(weights, "normal", "NB201SearchNetwork")
-        out = self.stem(x)
+        out = self.stem_forward(x)
         for block in self.cells:
             out = block(out, normal) if isinstance(block, NB201SearchCell) else block(out)
         out = self.global_pooling(self.lastact(out))

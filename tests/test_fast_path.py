@@ -13,10 +13,10 @@ from torch import nn
 import supernet.fast
 from ops import search_space
 from search.hypergrad import exact_second_order_gradient, functional_loss, second_order_gradient
-from supernet import ArchParameters, CellWeights, DartsSearchNetwork
+from supernet import ArchParameters, CellWeights, DartsSearchNetwork, NB201SearchNetwork
 from supernet.fast.dwconv import depthwise_conv2d
 from supernet.fast.batch_norm import batch_statistics
-from supernet.fast.cell import fused_cell_forward
+from supernet.fast.cell import fused_cell_forward, fused_nb201_cell_forward
 
 TOL = dict(rtol=1e-9, atol=1e-11)
 
@@ -225,12 +225,14 @@ def test_generic_kernels_path() -> None:
         torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
 
 
-@pytest.mark.parametrize("generic_kernels", [False, True])
-def test_bf16_autocast_channels_last(generic_kernels: bool) -> None:
+@pytest.mark.parametrize("generic_kernels, space", [(False, "darts"), (True, "darts"), (False, "nb201")])
+def test_bf16_autocast_channels_last(generic_kernels: bool, space: str) -> None:
     # The GPU recipe (bf16 autocast, channels-last), on the CPU: the fused path runs in bf16 and its gradients are
-    # as close to the float32 ones as the reference path's are (bf16 rounding alone: cosine ~0.98 here).
-    net = DartsSearchNetwork(channels=4, layers=3, steps=3, multiplier=3, num_classes=5,
-                             cpu_kernels=not generic_kernels)
+    # as close to the float32 ones as the reference path's are (bf16 rounding alone: cosine ~0.98 here for DARTS,
+    # ~0.94 for the smaller NB201 network).
+    net = (DartsSearchNetwork(channels=4, layers=3, steps=3, multiplier=3, num_classes=5,
+                              cpu_kernels=not generic_kernels) if space == "darts"
+           else NB201SearchNetwork(channels=4, cells_per_stage=1, num_classes=5))
     net = net.to(memory_format=torch.channels_last)
     arch = ArchParameters.for_network(net, init_scale=1.0)
     x = torch.randn(8, 3, 16, 16).contiguous(memory_format=torch.channels_last)
@@ -253,16 +255,112 @@ def test_bf16_autocast_channels_last(generic_kernels: bool) -> None:
         loss, grads = loss_and_grads(impl, bf16=True)
         assert abs(loss - loss32) < 0.02
         cosines[impl] = F.cosine_similarity(grads, grads32, dim=0).item()
-    assert cosines["fused"] > 0.95 and cosines["fused"] > cosines["reference"] - 0.02, cosines
+    assert cosines["fused"] > 0.9 and cosines["fused"] > cosines["reference"] - 0.02, cosines
 
 
-@pytest.mark.parametrize("partial_channels", [1, 2])
-def test_weight_gradients_have_the_parameters_strides(partial_channels: int) -> None:
+@pytest.mark.parametrize("partial_channels, space", [(1, "darts"), (2, "darts"), (1, "nb201")])
+def test_weight_gradients_have_the_parameters_strides(partial_channels: int, space: str) -> None:
     # DDP copies each gradient into a bucket view with the parameter's strides and warns when they differ; the
     # fused path's channels-last kernels must not hand back channels-last strides for [C, 1, k, k] weights.
-    net = DartsSearchNetwork(channels=4, layers=3, steps=3, multiplier=3, num_classes=5,
-                             partial_channels=partial_channels)
+    net = (DartsSearchNetwork(channels=4, layers=3, steps=3, multiplier=3, num_classes=5,
+                              partial_channels=partial_channels) if space == "darts"
+           else NB201SearchNetwork(channels=4, cells_per_stage=1, num_classes=5))
     arch = ArchParameters.for_network(net)
     F.cross_entropy(net(torch.randn(4, 3, 8, 8), arch.weights()), torch.randint(0, 5, (4,))).backward()
     mismatched = [name for name, p in net.named_parameters() if p.grad is not None and p.grad.stride() != p.stride()]
     assert not mismatched
+
+
+# ---------------------------------------------------------------- NAS-Bench-201 cell
+
+def _nb201(**kwargs) -> NB201SearchNetwork:
+    spec = dict(channels=4, cells_per_stage=2, num_classes=5)
+    return NB201SearchNetwork(**{**spec, **kwargs}).double()
+
+
+@pytest.mark.parametrize("partial_channels, edge_betas, recompute",
+                         [(1, False, True), (1, False, False), (2, True, True), (1, True, False)])
+def test_nb201_fused_equals_reference(partial_channels: int, edge_betas: bool, recompute: bool,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setattr(supernet.fast, "fused_nb201_cell_forward",
+                        lambda *args: calls.append(1) or fused_nb201_cell_forward(*args))
+    net = _nb201(partial_channels=partial_channels, recompute=recompute)
+    arch = ArchParameters.for_network(net, edge_betas=edge_betas, init_scale=1.0).double()
+    x, y = _data()
+    ref = copy.deepcopy(net).set_impl("reference")
+    ref_arch = copy.deepcopy(arch)
+    for _ in range(2):  # the second pass starts from the running statistics the first one left
+        loss, w_grads, a_grads = _loss_and_grads(net, arch, x, y)
+        ref_loss, ref_w_grads, ref_a_grads = _loss_and_grads(ref, ref_arch, x, y)
+        torch.testing.assert_close(loss, ref_loss, **TOL)
+        for a, b in zip(w_grads + a_grads, ref_w_grads + ref_a_grads):
+            torch.testing.assert_close(a, b, **TOL)
+        assert all(torch.count_nonzero(g) > 0 for g in a_grads)
+        for (name, a), (_, b) in zip(net.state_dict().items(), ref.state_dict().items()):
+            torch.testing.assert_close(a, b, **TOL, msg=name)
+    net.eval()
+    ref.eval()
+    torch.testing.assert_close(net(x, arch.weights()), ref(x, ref_arch.weights()), **TOL)
+    assert len(calls) == 3 * 2 * 3  # three passes, two cells per stage, three stages: the fused forward ran
+
+
+@pytest.mark.parametrize("candidates", [("none", "skip_connect"), ("none",), ("nor_conv_3x3", "max_pool_3x3"),
+                                        ("nor_conv_1x1", "sep_conv_3x3", "avg_pool_3x3")])
+def test_nb201_fused_equals_reference_on_other_candidate_sets(candidates: tuple[str, ...]) -> None:
+    net = _nb201(candidates=candidates)
+    arch = ArchParameters.for_network(net, init_scale=1.0).double()
+    x, y = _data()
+    ref = copy.deepcopy(net).set_impl("reference")
+    for a, b in zip(_loss_and_grads(net, arch, x, y), _loss_and_grads(ref, arch, x, y)):
+        for u, v in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+            torch.testing.assert_close(u, v, **TOL)
+
+
+def test_nb201_sampled_path_and_one_hot_weights() -> None:
+    net = _nb201()
+    ref = copy.deepcopy(net).set_impl("reference")
+    x, _ = _data()
+    active = torch.randint(0, net.num_ops, (net.num_edges,))
+    ops = F.one_hot(active, net.num_ops).double().requires_grad_(True)
+    for use_active, add_inactive in ((True, False), (True, True), (False, False)):
+        weights = {"normal": CellWeights(ops=ops, active=active if use_active else None, add_inactive=add_inactive)}
+        out, expected = net(x, weights), ref(x, weights)
+        torch.testing.assert_close(out, expected, **TOL)
+        torch.testing.assert_close(torch.autograd.grad(out.sum(), ops)[0],
+                                   torch.autograd.grad(expected.sum(), ops)[0], **TOL)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_nb201_second_order_gradient_equal(exact: bool) -> None:
+    net = _nb201(cells_per_stage=1)
+    arch = ArchParameters.for_network(net, init_scale=1.0).double()
+    grads = {}
+    for impl in ("fused", "reference"):
+        torch.manual_seed(1)
+        grads[impl] = _second_order(net.set_impl(impl), arch, exact)
+    for a, b in zip(grads["fused"], grads["reference"]):
+        assert torch.count_nonzero(a) > 0
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
+
+
+def test_nb201_default_is_fused_and_shares_the_state_dict() -> None:
+    net = NB201SearchNetwork(channels=4, cells_per_stage=1)
+    assert net.impl == "fused" and net.recompute
+    assert all(cell.fast is net.fast for cell in net.cells if hasattr(cell, "fast"))
+    reference = NB201SearchNetwork(channels=4, cells_per_stage=1, impl="reference")
+    reference.load_state_dict(net.state_dict())
+    assert list(net.state_dict()) == list(reference.state_dict())
+    with pytest.raises(ValueError, match="NB201SearchNetwork: unknown impl 'fast'"):
+        NB201SearchNetwork(channels=4, cells_per_stage=1, impl="fast")
+
+
+def test_nb201_keeps_the_networks_memory_format() -> None:
+    # The fused cells run channels-last inside; the ResNet blocks between them get the format they would get on the
+    # reference path from the same stem (channels-last, as the fused stem produces it)
+    net = _nb201()
+    arch = ArchParameters.for_network(net).double()
+    cell = net.cells[0]
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        h = torch.randn(3, 4, 8, 8, dtype=torch.float64).contiguous(memory_format=fmt)
+        assert cell(h, arch.weights()["normal"]).is_contiguous(memory_format=fmt)

@@ -127,5 +127,34 @@ def test_exact_hessian_vector_product_reduces_like_the_finite_difference():
     alphas = list(arch.parameters())
     second_order_gradient(train_loss, val_loss, params, alphas, lr=0.1, reduce=reduce, hvp="exact")
     assert calls == [len(params), len(params), len(alphas)]
-    with pytest.raises(ValueError, match="hvp must be one of finite_difference, exact"):
+    with pytest.raises(ValueError, match="hvp must be one of finite_difference, forward_difference, exact"):
         second_order_gradient(train_loss, val_loss, params, alphas, lr=0.1, hvp="taylor")
+
+
+@pytest.mark.parametrize("momentum,weight_decay", [(0.0, 0.0), (0.9, 3e-4)])
+def test_forward_difference_is_the_unrolled_gradient_with_one_training_pass_fewer(momentum, weight_decay):
+    # float64, small r: the one-sided difference converges to the exact unrolled gradient as the central one does,
+    # and it evaluates the training loss twice (at w, which the virtual step needs anyway, and at w + eps v), not three
+    # times; under data parallelism it reduces the same tensors.
+    net, arch, params, buffers, (train_loss, val_loss), _ = _setup()
+    alphas = list(arch.parameters())
+    kwargs = dict(lr=0.5, momentum=momentum, weight_decay=weight_decay, momentum_buffers=buffers)
+    exact = exact_second_order_gradient(train_loss, val_loss, params, alphas, **kwargs)
+    calls: dict[str, int] = {}
+
+    def counted(hvp):
+        def loss(weights):
+            calls[hvp] = calls.get(hvp, 0) + 1
+            return train_loss(weights)
+        return loss
+
+    reduced: list[int] = []
+    one_sided, _ = second_order_gradient(counted("forward"), val_loss, params, alphas, r=1e-6,
+                                         hvp="forward_difference", reduce=lambda t: reduced.append(len(t)) or t,
+                                         **kwargs)
+    central, _ = second_order_gradient(counted("central"), val_loss, params, alphas, r=1e-6, **kwargs)
+    assert _cosine(one_sided, exact) > 0.999 and _cosine(central, exact) > 0.999
+    assert calls == {"forward": 2, "central": 3}
+    assert reduced == [len(params), len(params), len(alphas)]
+    first = first_order_gradient(val_loss, params, alphas)
+    assert _cosine(first, exact) < 0.99  # the implicit term matters here

@@ -43,13 +43,14 @@ class DartsStrategy(SearchStrategy):
         order: 1 (first-order approximation) or 2 (unrolled, second order).
         init_scale: alphas start as ``init_scale * randn``.
         r: 2nd order: finite-difference scale, ``eps = r / ||grad_w' L_val(w')||``.
-        hvp: 2nd order: ``finite_difference`` (the original code's) or ``exact`` (double backward: the exact
-            unrolled gradient, at the cost of keeping the training loss's graph for a second backward pass; both
-            supernet paths support it).
+        hvp: 2nd order: ``finite_difference`` (the original code's central difference), ``forward_difference``
+            (one-sided: one forward/backward pass fewer per step, ``O(eps)`` truncation error; ``search.hypergrad``)
+            or ``exact`` (double backward: the exact unrolled gradient, at the cost of keeping the training loss's
+            graph for a second backward pass; both supernet paths support it).
     """
 
     def __init__(self, order: int = 1, init_scale: float = 1e-3, r: float = 0.01,
-                 hvp: Literal["finite_difference", "exact"] = "finite_difference") -> None:
+                 hvp: Literal["finite_difference", "forward_difference", "exact"] = "finite_difference") -> None:
         if order not in (1, 2):
             raise ValueError(f"DARTS order must be 1 or 2, got {order} (--model.strategy_args.order)")
         if r <= 0:

@@ -1,6 +1,6 @@
-"""The fused fast path of the DARTS search cell (same function as ``supernet.cells``, fewer and larger kernel calls,
-less memory): registered as cell implementation ``fused`` (``DartsSearchNetwork(impl="fused")``, the default on CPU,
-where it is measured 2.1-2.5x faster). Nothing outside this package imports it but ``supernet/__init__.py``, which
+"""The fused fast path of the search cells (same function as ``supernet.cells``, fewer and larger kernel calls, less
+memory): registered as cell implementation ``fused`` (``DartsSearchNetwork(impl="fused")`` and
+``NB201SearchNetwork(impl="fused")``, the default; ``benchmarks/step_speed.py`` measures it). Nothing outside this package imports it but ``supernet/__init__.py``, which
 registers it."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ops import ConvBN
 from supernet.fast.batch_norm import module_batch_norm
-from supernet.fast.cell import fused_cell_forward
+from supernet.fast.cell import fused_cell_forward, fused_nb201_cell_forward
 from supernet.impls import IMPLS
 from supernet.weights import CellWeights
 
@@ -35,6 +35,10 @@ class FusedCells:
         """The cell's output (``fused_cell_forward``)."""
         return fused_cell_forward(cell, s0, s1, weights, self.recompute, self.cpu_kernels)
 
+    def nb201_cell(self, cell: nn.Module, x: Tensor, weights: CellWeights) -> Tensor:
+        """The NAS-Bench-201 cell's output (``fused_nb201_cell_forward``)."""
+        return fused_nb201_cell_forward(cell, x, weights, self.recompute, self.cpu_kernels)
+
     def stem(self, stem: ConvBN, x: Tensor) -> Tensor:
         """The conv + BatchNorm stem on channels-last data with the fast path's BatchNorm."""
         return module_batch_norm(stem.bn, stem.conv(x.contiguous(memory_format=torch.channels_last)),
@@ -43,4 +47,4 @@ class FusedCells:
 
 IMPLS.register("fused", FusedCells)
 
-__all__ = ["FusedCells", "fused_cell_forward"]
+__all__ = ["FusedCells", "fused_cell_forward", "fused_nb201_cell_forward"]

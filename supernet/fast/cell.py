@@ -1,14 +1,16 @@
-"""The fused forward of the DARTS search cell: the same function as the per-op formulation, with fewer, larger
-kernel calls and less memory.
+"""The fused forward of the search cells (DARTS and NAS-Bench-201): the same function as the per-op formulation, with
+fewer, larger kernel calls and less memory.
 
 The cell is evaluated source node by source node: the ``T`` edges leaving a node all read the same tensor, so
 
 * ``none`` is skipped (it adds zero; its mixing weight's gradient ``<dL/dy, 0>`` is zero either way);
 * pooling, the pooling BatchNorm (batch statistics of the same input are the same) and ``skip_connect`` are
   computed once per source and mixed into all ``T`` targets by one matrix product;
-* ReLU is computed once; every convolutional candidate runs over the input repeated ``T`` times: one
+* ReLU is computed once; every separable/dilated candidate runs over the input repeated ``T`` times: one
   depthwise convolution with the ``T`` edges' kernels, one grouped 1x1 convolution, one BatchNorm over the
   ``T`` edges' channels whose per-channel scale is the mixing weight (``w * BN(y)`` without a multiply);
+  a ReLU-Conv-BN candidate (NAS-Bench-201's ``nor_conv``) is one dense convolution of the shared ReLU with the
+  ``T`` edges' kernels stacked, and the same scaled BatchNorm;
 * ``skip_connect`` of stride 2 (``FactorizedReduce``) of all ``T`` edges is one 1x1 convolution;
 * tensors are channels-last and depthwise convolutions use ``supernet.fast.dwconv`` (fast CPU backward).
 
@@ -23,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ops import DilConv, FactorizedReduce, PoolBN, ReLUConvBN, SepConv, Zero
+from ops import NB201_EDGES, DilConv, FactorizedReduce, PoolBN, ReLUConvBN, SepConv, Zero
 from ops.topology import darts_node_edges
 from supernet.fast.batch_norm import batch_norm_train, check_batch_norms, module_batch_norm, update_running_stats
 from supernet.fast.convs import gather_convs, run_convs
@@ -36,7 +38,8 @@ _POOLS = (nn.MaxPool2d, nn.AvgPool2d)
 
 def op_kind(op: nn.Module) -> str:
     """How the fused cell evaluates a candidate module: ``none``, ``identity``, ``pool``, ``pool_bn``, ``dil``,
-    ``sep``, ``reduce`` (FactorizedReduce) or ``module`` (any other op: called per edge)."""
+    ``sep``, ``reduce`` (FactorizedReduce), ``relu_conv`` (ReLU-Conv-BN, a dense bias-free convolution) or
+    ``module`` (any other op: called per edge)."""
     if isinstance(op, Zero):
         return "none"
     if isinstance(op, nn.Identity):
@@ -51,6 +54,8 @@ def op_kind(op: nn.Module) -> str:
         return "dil"
     if isinstance(op, FactorizedReduce):
         return "reduce"
+    if isinstance(op, ReLUConvBN) and op.conv.groups == 1 and op.conv.bias is None:
+        return "relu_conv"
     return "module"
 
 
@@ -112,7 +117,7 @@ def fan_out(x: Tensor, edges: Sequence[nn.Module], coef: Tensor, recompute: bool
             else:  # running statistics may differ per edge
                 for t, bn in enumerate(bns):
                     terms[t].append(coef[t, k] * bn(pooled))
-        elif kind in ("dil", "sep", "reduce"):
+        elif kind in ("dil", "sep", "reduce", "relu_conv"):
             conv_columns.append((kind, ops))
             conv_cols.append(k)
         elif kind == "module":
@@ -173,32 +178,53 @@ def fused_cell_forward(cell: Any, s0: Tensor, s1: Tensor, weights: CellWeights, 
     """Output of a ``DartsSearchCell`` (its modules, ``steps``, ``multiplier``) for mixing weights without
     ``active``; the same function as the cell's per-op forward. ``recompute``, ``cpu_kernels``: see
     ``supernet.fast.FusedCells``."""
-    coef = weights.ops if weights.edges is None else weights.ops * weights.edges[:, None]
-    groups = cell.edges[0].partial_channels
-    states = [preprocess(cell.preprocess0, s0.contiguous(memory_format=CL), cpu_kernels),
+    inputs = [preprocess(cell.preprocess0, s0.contiguous(memory_format=CL), cpu_kernels),
               preprocess(cell.preprocess1, s1.contiguous(memory_format=CL), cpu_kernels)]
-    offsets = [edges[0] for edges in darts_node_edges(cell.steps)]
-    mixed: list[list[Tensor]] = [[] for _ in range(cell.steps)]
-    bypass: list[list[Tensor]] = [[] for _ in range(cell.steps)]
-    for j in range(cell.steps + 1):
-        if j >= 2:
-            states.append(_node(mixed[j - 2], bypass[j - 2], groups))
-        nodes = [i for i, inputs in enumerate(darts_node_edges(cell.steps)) if len(inputs) > j]  # nodes reading j
-        ids = [offsets[i] + j for i in nodes]
-        edges = [cell.edges[e] for e in ids]
+    node_edges = darts_node_edges(cell.steps)  # intermediate node i is node i + 2; its edge k reads node k
+    readers = [[(i + 2, edges[j]) for i, edges in enumerate(node_edges) if len(edges) > j] for j in range(cell.steps + 1)]
+    states = fused_dag(cell.edges, inputs, readers, weights, recompute, cpu_kernels)
+    return torch.cat(states[-cell.multiplier:], dim=1)
+
+
+def fused_nb201_cell_forward(cell: Any, x: Tensor, weights: CellWeights, recompute: bool = False,
+                             cpu_kernels: bool = True) -> Tensor:
+    """Output of an ``NB201SearchCell`` (node 3) for mixing weights without ``active``; the same function as the
+    cell's per-op forward, returned in ``x``'s memory format (the network's other blocks are left as they are)."""
+    fmt = CL if x.is_contiguous(memory_format=CL) and not x.is_contiguous() else torch.contiguous_format
+    readers = [[(dst, e) for e, (src, dst) in enumerate(NB201_EDGES) if src == j] for j in range(3)]
+    states = fused_dag(cell.edges, [x.contiguous(memory_format=CL)], readers, weights, recompute, cpu_kernels)
+    return states[-1].contiguous(memory_format=fmt)
+
+
+def fused_dag(edges: Sequence[nn.Module], inputs: list[Tensor], readers: Sequence[Sequence[tuple[int, int]]],
+              weights: CellWeights, recompute: bool, cpu_kernels: bool) -> list[Tensor]:
+    """Every node of a cell DAG: ``inputs`` are its first nodes; each later node sums its incoming edges.
+    ``readers[j]``: the ``(node, edge index)`` pairs of the edges leaving node ``j`` (every edge's source precedes
+    its node); the edges leaving one node run together (``fan_out``)."""
+    coef = weights.ops if weights.edges is None else weights.ops * weights.edges[:, None]
+    groups = edges[0].partial_channels
+    count = len(inputs) + len({node for pairs in readers for node, _ in pairs} - set(range(len(inputs))))
+    states = list(inputs)
+    mixed: list[list[Tensor]] = [[] for _ in range(count)]
+    bypass: list[list[Tensor]] = [[] for _ in range(count)]
+    for j, pairs in enumerate(readers):
+        if j >= len(states):
+            states.append(_node(mixed[j], bypass[j], groups))
+        ids = [e for _, e in pairs]
+        fan = [edges[e] for e in ids]
         h = states[j]
         c_op = h.shape[1] // groups
-        outs = fan_out(h[:, :c_op] if groups > 1 else h, edges, coef[ids], recompute, cpu_kernels)
-        for i, out in zip(nodes, outs):
-            mixed[i].extend(out)
+        outs = fan_out(h[:, :c_op] if groups > 1 else h, fan, coef[ids], recompute, cpu_kernels)
+        for (node, _), out in zip(pairs, outs):
+            mixed[node].extend(out)
         if groups > 1:
             rest = h[:, c_op:]
-            if edges[0].bypass_pool is not None:
-                rest = edges[0].bypass_pool(rest)
-            for i, e in zip(nodes, ids):
-                bypass[i].append(rest if weights.edges is None else weights.edges[e] * rest)
-    states.append(_node(mixed[-1], bypass[-1], groups))
-    return torch.cat(states[-cell.multiplier:], dim=1)
+            if fan[0].bypass_pool is not None:
+                rest = fan[0].bypass_pool(rest)
+            for node, e in pairs:
+                bypass[node].append(rest if weights.edges is None else weights.edges[e] * rest)
+    states.extend(_node(mixed[j], bypass[j], groups) for j in range(len(states), count))
+    return states
 
 
 def _node(mixed: Sequence[Tensor], bypass: Sequence[Tensor], groups: int) -> Tensor:

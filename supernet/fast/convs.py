@@ -1,8 +1,9 @@
 """The convolutional candidates of ``T`` edges that read the same tensor, as one pure function of tensors.
 
-``gather_convs`` collects, from the edges' modules, the stacked parameters of every ``DilConv``, ``SepConv`` and
-``FactorizedReduce`` candidate (read at every call, so ``torch.func.functional_call`` works); ``run_convs``
-evaluates them all from ``relu(x)``.
+``gather_convs`` collects, from the edges' modules, the stacked parameters of every ``DilConv``, ``SepConv``,
+``FactorizedReduce`` and ``ReLUConvBN`` candidate (read at every call, so ``torch.func.functional_call`` works);
+``run_convs`` evaluates them all from ``relu(x)``. The ``T`` edges' ``ReLUConvBN`` kernels of one candidate are one
+dense convolution of the shared ``relu(x)`` with their weights stacked along the output channels (no input copy).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from ops import DilConv
 from supernet.fast.dwconv import depthwise_conv2d
 from supernet.fast.batch_norm import batch_norm_eval, batch_norm_train, check_batch_norms
-from supernet.fast.stage import conv_stage
+from supernet.fast.stage import conv_stage, dense_conv_stage
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class Stage:
 
 @dataclass(frozen=True)
 class ConvKind:
-    """A candidate op column: ``dil`` (one stage), ``sep`` (two stages, ReLU between) or ``reduce``."""
+    """A candidate op column: ``dil`` (one stage), ``sep`` (two stages, ReLU between), ``reduce`` or ``relu_conv``
+    (one dense convolution; its stage holds the convolution's stride, padding and dilation)."""
 
     kind: str
     stages: tuple[Stage, ...] = ()
@@ -60,6 +62,12 @@ def gather_convs(columns: Sequence[tuple[str, Sequence[nn.Module]]], coef: Seque
                 blocks += [torch.cat([w1, zero], 1), torch.cat([zero, w2], 1)]
             plans.append(ConvKind("reduce"))
             tensors += [torch.cat(blocks), weight.repeat_interleave(ops[0].bn.num_features)]
+            bns.append([op.bn for op in ops])
+            continue
+        if kind == "relu_conv":
+            conv = ops[0].conv
+            plans.append(ConvKind(kind, (Stage(conv.stride[0], conv.padding[0], conv.dilation[0]),)))
+            tensors += [torch.cat([op.conv.weight for op in ops]), weight.repeat_interleave(conv.out_channels)]
             bns.append([op.bn for op in ops])
             continue
         bodies = [[op] if kind == "dil" else list(op.stages) for op in ops]  # the DilConvs of each edge's op
@@ -101,6 +109,17 @@ def run_convs(relu_x: Tensor, count: int, plans: Sequence[ConvKind], tensors: Se
             shifted = F.pad(relu_x[:, :, 1:, 1:], (0, 1, 0, 1))
             both = torch.cat([relu_x[:, :, ::2, ::2], shifted[:, :, ::2, ::2]], 1)
             outs.append(norm(F.conv2d(both, weight), scale))
+            continue
+        if plan.kind == "relu_conv":
+            weight, scale = next(flat), next(flat)
+            stage = plan.stages[0]
+            if recompute and groups is None and weight.shape[-1] == 1:
+                y, mean, var = dense_conv_stage(relu_x, weight, scale, stage.stride, stage.padding, stage.dilation,
+                                                eps, stats_dtype, cpu_kernels)
+                stats.extend((mean, var))
+                outs.append(y)
+            else:
+                outs.append(norm(F.conv2d(relu_x, weight, None, stage.stride, stage.padding, stage.dilation), scale))
             continue
         if repeated is None:
             repeated = _repeat_channels(relu_x, count)
