@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ops import Registry
-from search.strategies.rng import PicklesGenerator, load_generator_state, seeded_generator
+from search.rng import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights
 
 PHASES = ("arch", "weight", "eval")

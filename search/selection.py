@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ops.discretize import NONE_OP
 from search.importance import without_op
 from search.strategies.probe import ProbeSet
-from search.strategies.rng import PicklesGenerator, load_generator_state, seeded_generator
+from search.rng import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights
 
 CRITERIA = ("accuracy", "loss")

@@ -3,6 +3,8 @@ Dirichlet samples, the GDAS edge forms (golden alpha gradients by hand) and pert
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import lightning as L
 import pytest
@@ -369,3 +371,10 @@ def test_every_method_runs_on_the_fused_path_of_the_darts_space(method, monkeypa
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, DigitsDataModule(batch_size=16, subset=64, search_split=True))
     assert len(calls) >= 2 * len(module.supernet.cells)  # the architecture step and the weight step, every cell
+
+
+def test_regularizers_import_first():
+    # `from search.robust import BetaDecay` as a user's first import (it went through an import cycle:
+    # strategies -> discrete -> cost -> robust).
+    done = subprocess.run([sys.executable, "-c", "import search.robust"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr.strip().splitlines()[-1:]

@@ -11,7 +11,7 @@ from torch.distributions import Dirichlet, kl_divergence
 
 from search.strategies.base import ArchStepContext, register_strategy
 from search.strategies.darts import DartsStrategy, first_order_step
-from search.strategies.rng import PicklesGenerator, load_generator_state, seeded_generator
+from search.rng import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchWeights, CellWeights
 
 REGULARIZATIONS = ("l2", "kl")

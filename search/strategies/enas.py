@@ -11,7 +11,7 @@ from ops import Genotype
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
 from search.strategies.controller import EnasController, reinforce_gradients
 from search.strategies.probe import ProbeSet, SelectsCell, batch_statistics
-from search.strategies.rng import seeded_generator
+from search.rng import seeded_generator
 from supernet import ArchWeights
 
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ops import Genotype, NB201Space
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
 from search.strategies.darts import first_order_step, supernet_genotype
-from search.strategies.rng import PicklesGenerator, load_generator_state, seeded_generator
+from search.rng import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights, CellWeights
 
 

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ops import Genotype
-from search.strategies.rng import PicklesGenerator, load_generator_state
+from search.rng import PicklesGenerator, load_generator_state
 from supernet import ArchWeights
 
 

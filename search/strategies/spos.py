@@ -12,7 +12,7 @@ from search.discrete import Budget, FunctionEvaluator, RandomSearch, Regularized
 from search.strategies.base import ArchStepContext, SearchStrategy, register_strategy
 from search.strategies.paths import cell_space, genotype_path
 from search.strategies.probe import ProbeSet, SelectsCell
-from search.strategies.rng import seeded_generator
+from search.rng import seeded_generator
 from supernet import ArchWeights
 
 SELECTIONS = ("evolution", "random")
