@@ -12,12 +12,8 @@ the last ``tune_epochs + 1`` epochs each end with a round in which the decisions
 see ``due``) are taken on the epoch's last ``probe_batches`` validation batches; the epochs between are the
 fine-tuning (weights and the undecided alphas keep
 training; the weights' cosine schedule is near its end there, 0.001-0.003, where DARTS-PT fine-tunes at a constant
-0.0025). Edge order is random (``seed``, the same on every rank: DARTS-PT's ``edge_decision random``), or with
-``edge_order="margin"`` the most certain edge first (SGAS, Li et al. CVPR 2020, decides greedily by certainty): at
-each op decision every undecided edge of the cell is scored, and the edge whose most harmful removal stands furthest
-apart from its runner-up is decided; an edge that is close to a tie waits for more fine-tuning and for its
-neighbours' decisions. Accuracies are pooled over DDP ranks, so every rank takes the same decisions. BatchNorm uses
-batch statistics, as DARTS-PT.
+0.0025). Edge order is random (``seed``, the same on every rank: DARTS-PT's ``edge_decision random``); accuracies are
+pooled over DDP ranks, so every rank takes the same decisions. BatchNorm uses batch statistics, as DARTS-PT.
 """
 from __future__ import annotations
 
@@ -35,7 +31,6 @@ from search.rng import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights
 
 CRITERIA = ("accuracy", "loss")
-EDGE_ORDERS = ("random", "margin")
 Decision = tuple[str, str, int]
 """``("op", cell, edge)`` or ``("topology", cell, node)``."""
 Scorer = Callable[[list[ArchWeights]], list[float]]
@@ -56,12 +51,6 @@ def due(total: int, rounds: int, round_index: int) -> int:
 def worst_removal(scores: list[float]) -> int:
     """Index of the lowest score (the removal that hurts most); the lowest index wins ties."""
     return min(range(len(scores)), key=lambda k: (scores[k], k))
-
-
-def margin(scores: list[float]) -> float:
-    """How far the most harmful removal's score lies below the runner-up's (0 for a single candidate)."""
-    low = sorted(scores)
-    return low[1] - low[0] if len(low) > 1 else 0.0
 
 
 def best_removal(scores: list[float]) -> int:
@@ -87,21 +76,14 @@ class PerturbationSelection(PicklesGenerator):
             is the unperturbed one and it is kept exactly when removing any other op *helps* -- when the edge's
             output is better scaled down, which says nothing about which op the edge should hold. Measured at
             the CPU budget this put ``none`` on the 0->3 edge, where every top cell has ``skip_connect``.
-        edge_order: ``random`` (DARTS-PT) or ``margin`` (the most certain edge first, see the module docstring; each
-            op decision then scores every undecided edge of the cell, not one).
     """
 
     def __init__(self, tune_epochs: int = 5, probe_batches: int = 10, topology: bool = True, seed: int = 0,
-                 criterion: Literal["accuracy", "loss"] = "accuracy", keep_none: bool = False,
-                 edge_order: Literal["random", "margin"] = "random") -> None:
+                 criterion: Literal["accuracy", "loss"] = "accuracy", keep_none: bool = False) -> None:
         if not isinstance(tune_epochs, int) or tune_epochs < 0:
             raise ValueError(f"--model.selection.tune_epochs must be an integer >= 0, got {tune_epochs!r}")
         if criterion not in CRITERIA:
             raise ValueError(f"--model.selection.criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
-        if edge_order not in EDGE_ORDERS:
-            raise ValueError(f"--model.selection.edge_order must be one of {', '.join(EDGE_ORDERS)}, "
-                             f"got {edge_order!r}")
-        self.edge_order = edge_order
         self.criterion = criterion
         self.keep_none = bool(keep_none)
         self.tune_epochs = tune_epochs
@@ -195,17 +177,7 @@ class PerturbationSelection(PicklesGenerator):
         return lines
 
     def _decide_op(self, cell: str, edge: int, base: ArchWeights, score: Scorer) -> str:
-        if self.edge_order == "margin":  # the planned edge's slot goes to the most certain undecided edge
-            undecided = [edge] + [e for kind, c, e in self.pending if kind == "op" and c == cell]
-            paths = [without_op(base, cell, e, k) for e in undecided for k in self.allowed]
-            flat = score(paths)
-            per_edge = [flat[i * len(self.allowed):(i + 1) * len(self.allowed)] for i in range(len(undecided))]
-            best = max(range(len(undecided)), key=lambda i: (margin(per_edge[i]), -i))
-            if best:
-                self.pending[self.pending.index(("op", cell, undecided[best]))] = ("op", cell, edge)
-            edge, scores = undecided[best], per_edge[best]
-        else:
-            scores = score([without_op(base, cell, edge, k) for k in self.allowed])
+        scores = score([without_op(base, cell, edge, k) for k in self.allowed])
         pick = self.allowed[worst_removal(scores)]
         self.fixed[cell][edge] = pick
         sign = -1.0 if self.criterion == "loss" else 1.0

@@ -272,29 +272,6 @@ def test_perturbation_selection_keeps_none_only_when_asked(keep_none, kept):
     assert len(lines) == 6 and all(f": {kept} (" in line for line in lines)
 
 
-def test_perturbation_selection_margin_order_decides_the_most_certain_edge_first():
-    # Removing op k of edge e costs cost[e, k]; edge 4's most harmful removal stands out by 0.5, edge 2's by 0.3, the
-    # others by 0.05 or less: with edge_order="margin" edge 4 goes first, then edge 2, whatever the random plan says,
-    # and every edge still keeps the op whose removal hurts most.
-    net = OneUsefulOp()
-    pt = PerturbationSelection(tune_epochs=0, probe_batches=1, seed=0, edge_order="margin")
-    pt.check(net, ArchParameters.for_network(net), get_strategy("darts"))
-    cost = torch.tensor([[0.0, 0.10, 0.12, 0.11, 0.10], [0.0, 0.2, 0.25, 0.2, 0.2], [0.0, 0.1, 0.1, 0.4, 0.1],
-                         [0.0, 0.30, 0.31, 0.32, 0.33], [0.0, 0.9, 0.4, 0.3, 0.2], [0.0, 0.01, 0.0, 0.0, 0.0]])
-
-    def score(paths):  # minus the summed cost of the ops each path has removed
-        return [-float(((p["normal"].ops == 0) * cost).sum()) for p in paths]
-
-    lines = pt.decide_round(0, 1, {"normal": CellWeights(ops=torch.full((6, 5), 0.2))}, score)
-    assert [int(line.split("edge ")[1].split(":")[0]) for line in lines[:2]] == [4, 2]
-    assert pt.fixed["normal"] == {0: 2, 1: 2, 2: 3, 3: 4, 4: 1, 5: 1}
-    random_order = PerturbationSelection(tune_epochs=0, probe_batches=1, seed=0)
-    random_order.check(net, ArchParameters.for_network(net), get_strategy("darts"))
-    first = random_order.decide_round(0, 1, {"normal": CellWeights(ops=torch.full((6, 5), 0.2))}, score)[0]
-    assert first.startswith("normal edge 2:")  # the seed-0 plan, which margin ordering overrides
-    assert random_order.fixed["normal"] == pt.fixed["normal"]
-
-
 def test_perturbation_selection_topology_drops_the_input_that_matters_least():
     net = _darts()
     arch = ArchParameters.for_network(net)
@@ -322,8 +299,6 @@ def test_perturbation_selection_refuses_what_it_cannot_handle():
         SearchModule(_nb201(), strategy="spos", selection=PerturbationSelection())
     with pytest.raises(ValueError, match="tune_epochs must be an integer >= 0"):
         PerturbationSelection(tune_epochs=-1)
-    with pytest.raises(ValueError, match="edge_order must be one of random, margin, got 'first'"):
-        PerturbationSelection(edge_order="first")
     with pytest.raises(ValueError, match="criterion must be one of accuracy, loss, got 'acc'"):
         PerturbationSelection(criterion="acc")
     module = SearchModule(_nb201(), selection=PerturbationSelection(tune_epochs=3))
