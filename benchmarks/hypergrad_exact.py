@@ -2,8 +2,8 @@
 
 For each supernet config, one architecture-gradient computation (``search.hypergrad.second_order_gradient``) at
 one state (random init, random 32x32x3 images, an SGD momentum buffer), both ways: the cosine between the
-finite-difference hypergradient at the shipped scale (``r = 0.01``, the original code's), at ``r = 1e-6``, and the
-exact one, and the time of each (median of ``--repeats``). Float32 on the search's fused path, as a search runs;
+finite-difference hypergradient at the shipped scale (``r = 0.01``, the original code's), at ``r = 1e-6``, the
+one-sided (forward) difference at ``r = 0.01``, and the exact one, and the time of each (median of ``--repeats``). Float32 on the search's fused path, as a search runs;
 ``--float64`` for the rounding-free comparison.
 
     python benchmarks/hypergrad_exact.py [--configs small paper] [--repeats 3] [--threads 1] [--float64]
@@ -42,6 +42,7 @@ def measure(config: str, repeats: int, float64: bool) -> list[tuple[str, float, 
     alphas = list(arch.parameters())
     kwargs = dict(lr=0.025, momentum=0.9, weight_decay=3e-4, momentum_buffers=buffers)
     variants = {"finite difference, r=0.01": dict(r=0.01), "finite difference, r=1e-6": dict(r=1e-6),
+                "forward difference, r=0.01": dict(r=0.01, hvp="forward_difference"),
                 "exact (double backward)": dict(hvp="exact")}
     grads, seconds = {}, {}
     for name, extra in variants.items():

@@ -206,14 +206,15 @@ def check_same_math(args: argparse.Namespace, seeds: int = 3) -> None:
     """Print how far the two implementations are apart: logits and all weight and alpha gradients of the same
     network (small config, non-uniform alphas) on the same batch. In float64 the two must agree to rounding; in
     the benchmark's precision each is compared with the float64 reference, over a few seeds: at ReLU and max-pool
-    kinks rounding can flip single gradient entries on either path, so equal math shows as errors of one size."""
+    kinks rounding can flip single gradient entries on either path, so equal math shows as errors of one size. The
+    last entry is that noise floor: the reference path on an input changed by rounding-sized (1e-7) noise."""
     for space in dict.fromkeys(CONFIGS[name]["space"] for name in args.configs):
         _same_math(args, space, seeds)
 
 
 def _same_math(args: argparse.Namespace, space: str, seeds: int) -> None:
     cfg = CONFIGS["small"] if space == "darts" else dict(channels=8, layers=2, batch=32)
-    errors: dict[str, list[str]] = {impl: [] for impl in IMPLS}
+    errors: dict[str, list[str]] = {impl: [] for impl in (*IMPLS, "reference, input x (1 + 1e-7 noise)")}
     for seed in range(seeds):
         search = Search(cfg["channels"], cfg["layers"], cfg["batch"], 1, args.device, bf16=args.bf16,
                         channels_last=args.channels_last, seed=seed, space=space)
@@ -232,6 +233,10 @@ def _same_math(args: argparse.Namespace, space: str, seeds: int) -> None:
         for impl in IMPLS:
             logits, grads = _loss_and_grads(search.net, search.arch, search.strategy, x, y, impl, search.autocast())
             errors[impl].append(f"{(grads - grads_ref).norm() / grads_ref.norm():.0e}")
+        # the noise floor: how far float32 rounding-sized changes of the input move the same path's gradients
+        nudged = x * (1 + 1e-7 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device))
+        _, grads = _loss_and_grads(search.net, search.arch, search.strategy, nudged, y, "reference", search.autocast())
+        errors["reference, input x (1 + 1e-7 noise)"].append(f"{(grads - grads_ref).norm() / grads_ref.norm():.0e}")
     precision = "bf16 autocast" if args.bf16 else "float32"
     print(f"{space} {precision} vs float64, |grad error| / |grad|, seeds 0-{seeds - 1}: "
           + "; ".join(f"{impl} {' '.join(errs)}" for impl, errs in errors.items()), flush=True)
@@ -265,11 +270,6 @@ def main_table(args: argparse.Namespace) -> None:
                       flush=True)
 
 
-OP_CONFIGS = {"darts small": CONFIGS["small"], "darts paper": CONFIGS["paper"],
-              "nb201 benchmark": CONFIGS["nb201"], "nb201 paper": CONFIGS["nb201-paper"]}
-"""The op-count rows: the DARTS configs above, NB201 at the ``nb201_oneshot.py`` budget and at the paper's size."""
-
-
 def aten_ops(search: Search, variant: str) -> tuple[int, int]:
     """ATen ops of one step, counted with the profiler: all of them, and the leaves (ops that call no other ATen
     op, about one kernel launch each) -- a figure that does not depend on the machine."""
@@ -286,7 +286,8 @@ def aten_ops(search: Search, variant: str) -> tuple[int, int]:
 def ops_table(args: argparse.Namespace) -> None:
     """ATen ops (and leaf ops, ~kernel launches) per search step, per space, path and order."""
     print(f"\n{'config':16} {'order':>5} {'path':>10} {'ATen ops':>9} {'leaf ops':>9}  (one architecture + weight step)")
-    for name, cfg in OP_CONFIGS.items():
+    for name in args.configs:
+        cfg = CONFIGS[name]
         for order in args.orders:
             search = Search(cfg["channels"], cfg["layers"], 2, order, "cpu", space=cfg["space"])  # counts do not
             for variant in ("reference", "fused", "fused-gpu"):  # depend on the batch size

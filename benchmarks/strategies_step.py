@@ -12,6 +12,11 @@ during training; CUDA: peak allocated.
     OMP_NUM_THREADS=2 python benchmarks/strategies_step.py --sizes small large  # also C=16, L=8, batch 64
     python benchmarks/strategies_step.py --device cuda --sizes large
     OMP_NUM_THREADS=1 python benchmarks/strategies_step.py --sizes nb201 --threads 1   # the robust methods too
+    python benchmarks/strategies_step.py --sizes nb201 --threads 1 --impls reference fused --strategies gdas enas spos
+
+``--impls``: the supernet's cell paths to run each strategy on (``supernet.impls``; default the fused one); with
+both, each row also gives the fused path's speed-up. Sampled one-op-per-edge steps (GDAS, ENAS, SPOS) run the
+cells' own forward on either network; on the fused one the stem hands them channels-last tensors.
 
 The robust-search methods (``search.robust`` regularizers, DrNAS) run on the same supernet; perturbation selection
 costs its base strategy's step plus a few forward passes per decision at the end of an epoch, so it is not timed here.
@@ -69,10 +74,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     L.seed_everything(0)
     if args.size == "nb201":
         net: torch.nn.Module = NB201SearchNetwork(channels=channels, cells_per_stage=layers, num_classes=10,
-                                                  in_channels=3, partial_channels=partial)
+                                                  in_channels=3, partial_channels=partial, impl=args.impl)
     else:
         net = DartsSearchNetwork(channels=channels, layers=layers, num_classes=10, in_channels=3,
-                                 partial_channels=partial)
+                                 partial_channels=partial, impl=args.impl)
     module = SearchModule(net, strategy=name, strategy_args=strategy_args,
                           regularizers=[getattr(robust, cls)(**kw) for cls, kw in regularizers.items()])
     n_batches = args.warmup + args.steps + 1
@@ -119,6 +124,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    parser.add_argument("--impls", nargs="+", choices=["reference", "fused"], default=["fused"])
+    parser.add_argument("--impl", default="fused", help=argparse.SUPPRESS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -131,21 +138,30 @@ def main() -> None:
         network = f"NB201 supernet C={channels}, N={layers}" if size == "nb201" else f"C={channels}, L={layers}"
         print(f"\n{network}, batch {batch}, 32x32x3 (arch step + weight step per batch)")
         memory = "peak CUDA MiB" if args.device == "cuda" else "peak RSS MiB (rise)"
-        print(f"{'strategy':<20} {'step s':>8} {'images/s':>9} {'vs DARTS':>9} {memory:>20}")
-        reference = None
+        print(f"{'strategy':<20} {'path':>9} {'step s':>8} {'images/s':>9} {'vs DARTS':>9} {'vs ref':>7} {memory:>20}")
+        reference: dict[str, float] = {}
         for label in args.strategies:
-            cmd = [sys.executable, __file__, "--worker", label, "--size", size, "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--device", args.device, "--threads", str(args.threads)]
-            done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-            if done.returncode != 0:
-                print(f"{label:<20} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else '?'}")
-                continue
-            r = json.loads(done.stdout.strip().splitlines()[-1])
-            reference = reference or (r["images_per_s"] if label.startswith("darts") else None)
-            ratio = f"{r['images_per_s'] / reference:.2f}x" if reference else "-"
-            mem = (f"{r['peak_cuda_mib']:.0f}" if args.device == "cuda"
-                   else f"{r['peak_rss_mib']:.0f} ({r['rss_rise_mib']:+.0f})")
-            print(f"{label:<20} {r['step_s']:>8.3f} {r['images_per_s']:>9.1f} {ratio:>9} {mem:>20}", flush=True)
+            by_impl: dict[str, float] = {}
+            for impl in args.impls:
+                cmd = [sys.executable, __file__, "--worker", label, "--size", size, "--steps", str(args.steps),
+                       "--warmup", str(args.warmup), "--device", args.device, "--threads", str(args.threads),
+                       "--impl", impl]
+                done = subprocess.run(cmd, capture_output=True, text=True,
+                                      env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                if done.returncode != 0:
+                    print(f"{label:<20} {impl:>9} failed: "
+                          f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else '?'}")
+                    continue
+                r = json.loads(done.stdout.strip().splitlines()[-1])
+                by_impl[impl] = r["images_per_s"]
+                if label.startswith("darts") and impl not in reference:
+                    reference[impl] = r["images_per_s"]
+                ratio = f"{r['images_per_s'] / reference[impl]:.2f}x" if impl in reference else "-"
+                vs_ref = f"{r['images_per_s'] / by_impl['reference']:.2f}x" if "reference" in by_impl else "-"
+                mem = (f"{r['peak_cuda_mib']:.0f}" if args.device == "cuda"
+                       else f"{r['peak_rss_mib']:.0f} ({r['rss_rise_mib']:+.0f})")
+                print(f"{label:<20} {impl:>9} {r['step_s']:>8.3f} {r['images_per_s']:>9.1f} {ratio:>9} {vs_ref:>7} "
+                      f"{mem:>20}", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from search.hypergrad import exact_second_order_gradient, functional_loss, secon
 from supernet import ArchParameters, CellWeights, DartsSearchNetwork, NB201SearchNetwork
 from supernet.fast.dwconv import depthwise_conv2d
 from supernet.fast.batch_norm import batch_statistics
-from supernet.fast.cell import fused_cell_forward, fused_nb201_cell_forward
 
 TOL = dict(rtol=1e-9, atol=1e-11)
 
@@ -31,8 +30,21 @@ def _net(**kwargs) -> DartsSearchNetwork:
     return DartsSearchNetwork(**{**spec, **kwargs}).double()
 
 
+def _nb201(**kwargs) -> NB201SearchNetwork:
+    spec = dict(channels=4, cells_per_stage=2, num_classes=5)
+    return NB201SearchNetwork(**{**spec, **kwargs}).double()
+
+
 def _data(n: int = 3, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(n, 3, size, size, dtype=torch.float64), torch.randint(0, 5, (n,))
+
+
+def _assert_paths_agree(net: nn.Module, arch: ArchParameters, x: torch.Tensor, y: torch.Tensor) -> None:
+    """The loss and all gradients of ``net`` equal those of a reference-path copy."""
+    ref = copy.deepcopy(net).set_impl("reference")
+    for a, b in zip(_loss_and_grads(net, arch, x, y), _loss_and_grads(ref, arch, x, y)):
+        for u, v in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+            torch.testing.assert_close(u, v, **TOL)
 
 
 def _loss_and_grads(net: nn.Module, arch: ArchParameters, x: torch.Tensor, y: torch.Tensor
@@ -72,14 +84,17 @@ def test_depthwise_conv_double_backward(dilation: int, stride: int) -> None:
 
 # ---------------------------------------------------------------- whole supernet, 1st order
 
+@pytest.mark.parametrize("space", ["darts", "nb201"])
 @pytest.mark.parametrize("partial_channels, edge_betas, recompute",
                          [(1, False, True), (1, False, False), (2, True, True), (1, True, False)])
-def test_fused_equals_reference(partial_channels: int, edge_betas: bool, recompute: bool,
+def test_fused_equals_reference(space: str, partial_channels: int, edge_betas: bool, recompute: bool,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    monkeypatch.setattr(supernet.fast, "fused_cell_forward",  # count the calls of the fused path's cell forward
-                        lambda *args: calls.append(1) or fused_cell_forward(*args))
-    net = _net(partial_channels=partial_channels, recompute=recompute)
+    forward = "fused_cell_forward" if space == "darts" else "fused_nb201_cell_forward"
+    original = getattr(supernet.fast, forward)
+    monkeypatch.setattr(supernet.fast, forward,  # count the calls of the fused path's cell forward
+                        lambda *args: calls.append(1) or original(*args))
+    net = (_net if space == "darts" else _nb201)(partial_channels=partial_channels, recompute=recompute)
     arch = ArchParameters.for_network(net, edge_betas=edge_betas, init_scale=1.0).double()
     x, y = _data()
     ref = copy.deepcopy(net).set_impl("reference")
@@ -96,7 +111,8 @@ def test_fused_equals_reference(partial_channels: int, edge_betas: bool, recompu
     net.eval()
     ref.eval()
     torch.testing.assert_close(net(x, arch.weights()), ref(x, ref_arch.weights()), **TOL)
-    assert len(calls) == 3 * len(net.cells)  # the fused forward ran (and only for `net`)
+    search_cells = [cell for cell in net.cells if hasattr(cell, "fast")]
+    assert len(calls) == 3 * len(search_cells)  # the fused forward ran (and only for `net`)
 
 
 @pytest.mark.parametrize("candidates", [
@@ -177,9 +193,12 @@ def _second_order(net: DartsSearchNetwork, arch: ArchParameters, exact: bool) ->
     return second_order_gradient(train, val, params, alphas, **kwargs)[0]
 
 
-@pytest.mark.parametrize("exact", [False, True])
-def test_second_order_gradient_equal(exact: bool) -> None:
-    net = _net(steps=2, multiplier=2) if exact else _net()
+@pytest.mark.parametrize("exact, space", [(False, "darts"), (True, "darts"), (False, "nb201"), (True, "nb201")])
+def test_second_order_gradient_equal(exact: bool, space: str) -> None:
+    if space == "nb201":
+        net = _nb201(cells_per_stage=1)
+    else:
+        net = _net(steps=2, multiplier=2) if exact else _net()
     arch = ArchParameters.for_network(net, init_scale=1.0).double()
     grads = {}
     for impl in ("fused", "reference"):
@@ -213,10 +232,7 @@ def test_generic_kernels_path() -> None:
     net = _net(cpu_kernels=False)
     arch = ArchParameters.for_network(net, init_scale=1.0).double()
     x, y = _data()
-    ref = copy.deepcopy(net).set_impl("reference")
-    for a, b in zip(_loss_and_grads(net, arch, x, y), _loss_and_grads(ref, arch, x, y)):
-        for u, v in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
-            torch.testing.assert_close(u, v, **TOL)
+    _assert_paths_agree(net, arch, x, y)
     grads = {}
     for impl in ("fused", "reference"):
         torch.manual_seed(1)
@@ -273,48 +289,13 @@ def test_weight_gradients_have_the_parameters_strides(partial_channels: int, spa
 
 # ---------------------------------------------------------------- NAS-Bench-201 cell
 
-def _nb201(**kwargs) -> NB201SearchNetwork:
-    spec = dict(channels=4, cells_per_stage=2, num_classes=5)
-    return NB201SearchNetwork(**{**spec, **kwargs}).double()
-
-
-@pytest.mark.parametrize("partial_channels, edge_betas, recompute",
-                         [(1, False, True), (1, False, False), (2, True, True), (1, True, False)])
-def test_nb201_fused_equals_reference(partial_channels: int, edge_betas: bool, recompute: bool,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    monkeypatch.setattr(supernet.fast, "fused_nb201_cell_forward",
-                        lambda *args: calls.append(1) or fused_nb201_cell_forward(*args))
-    net = _nb201(partial_channels=partial_channels, recompute=recompute)
-    arch = ArchParameters.for_network(net, edge_betas=edge_betas, init_scale=1.0).double()
-    x, y = _data()
-    ref = copy.deepcopy(net).set_impl("reference")
-    ref_arch = copy.deepcopy(arch)
-    for _ in range(2):  # the second pass starts from the running statistics the first one left
-        loss, w_grads, a_grads = _loss_and_grads(net, arch, x, y)
-        ref_loss, ref_w_grads, ref_a_grads = _loss_and_grads(ref, ref_arch, x, y)
-        torch.testing.assert_close(loss, ref_loss, **TOL)
-        for a, b in zip(w_grads + a_grads, ref_w_grads + ref_a_grads):
-            torch.testing.assert_close(a, b, **TOL)
-        assert all(torch.count_nonzero(g) > 0 for g in a_grads)
-        for (name, a), (_, b) in zip(net.state_dict().items(), ref.state_dict().items()):
-            torch.testing.assert_close(a, b, **TOL, msg=name)
-    net.eval()
-    ref.eval()
-    torch.testing.assert_close(net(x, arch.weights()), ref(x, ref_arch.weights()), **TOL)
-    assert len(calls) == 3 * 2 * 3  # three passes, two cells per stage, three stages: the fused forward ran
-
-
 @pytest.mark.parametrize("candidates", [("none", "skip_connect"), ("none",), ("nor_conv_3x3", "max_pool_3x3"),
                                         ("nor_conv_1x1", "sep_conv_3x3", "avg_pool_3x3")])
 def test_nb201_fused_equals_reference_on_other_candidate_sets(candidates: tuple[str, ...]) -> None:
     net = _nb201(candidates=candidates)
     arch = ArchParameters.for_network(net, init_scale=1.0).double()
     x, y = _data()
-    ref = copy.deepcopy(net).set_impl("reference")
-    for a, b in zip(_loss_and_grads(net, arch, x, y), _loss_and_grads(ref, arch, x, y)):
-        for u, v in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
-            torch.testing.assert_close(u, v, **TOL)
+    _assert_paths_agree(net, arch, x, y)
 
 
 def test_nb201_sampled_path_and_one_hot_weights() -> None:
@@ -329,19 +310,6 @@ def test_nb201_sampled_path_and_one_hot_weights() -> None:
         torch.testing.assert_close(out, expected, **TOL)
         torch.testing.assert_close(torch.autograd.grad(out.sum(), ops)[0],
                                    torch.autograd.grad(expected.sum(), ops)[0], **TOL)
-
-
-@pytest.mark.parametrize("exact", [False, True])
-def test_nb201_second_order_gradient_equal(exact: bool) -> None:
-    net = _nb201(cells_per_stage=1)
-    arch = ArchParameters.for_network(net, init_scale=1.0).double()
-    grads = {}
-    for impl in ("fused", "reference"):
-        torch.manual_seed(1)
-        grads[impl] = _second_order(net.set_impl(impl), arch, exact)
-    for a, b in zip(grads["fused"], grads["reference"]):
-        assert torch.count_nonzero(a) > 0
-        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-10)
 
 
 def test_nb201_default_is_fused_and_shares_the_state_dict() -> None:
