@@ -3,8 +3,9 @@
 For each supernet config, one architecture-gradient computation (``search.hypergrad.second_order_gradient``) at
 one state (random init, random 32x32x3 images, an SGD momentum buffer), both ways: the cosine between the
 finite-difference hypergradient at the shipped scale (``r = 0.01``, the original code's), at ``r = 1e-6``, the
-one-sided (forward) difference at ``r = 0.01``, and the exact one, and the time of each (median of ``--repeats``). Float32 on the search's fused path, as a search runs;
-``--float64`` for the rounding-free comparison.
+one-sided (forward) difference at ``r = 0.01``, and the exact one, and the time of each (median of
+``--repeats``). Float32 on the search's fused path, as a search runs; ``--float64`` for the rounding-free
+comparison.
 
     python benchmarks/hypergrad_exact.py [--configs small paper] [--repeats 3] [--threads 1] [--float64]
 """

@@ -1,7 +1,8 @@
-"""How a search network (DARTS or NAS-Bench-201) evaluates its cells: ``reference`` (the readable per-op forward of ``supernet.cells``,
-as the original DARTS) or an accelerated path registered here by its own package (``supernet.fast`` registers
-``fused``). The readable supernet imports no accelerated code: the network looks the chosen path up by name once,
-when it is built (or switched with ``set_impl``), and hands the cells the resulting object."""
+"""How a search network (DARTS or NAS-Bench-201) evaluates its cells: ``reference`` (the readable per-op forward of
+``supernet.cells``, as the original code) or an accelerated path registered here by its own package
+(``supernet.fast`` registers ``fused``). The readable supernet imports no accelerated code: the network looks the
+chosen path up by name once, when it is built (or switched with ``set_impl``), and hands the cells the resulting
+object."""
 from __future__ import annotations
 
 from collections.abc import Callable

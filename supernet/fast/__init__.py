@@ -1,7 +1,7 @@
 """The fused fast path of the search cells (same function as ``supernet.cells``, fewer and larger kernel calls, less
 memory): registered as cell implementation ``fused`` (``DartsSearchNetwork(impl="fused")`` and
-``NB201SearchNetwork(impl="fused")``, the default; ``benchmarks/step_speed.py`` measures it). Nothing outside this package imports it but ``supernet/__init__.py``, which
-registers it."""
+``NB201SearchNetwork(impl="fused")``, the default; ``benchmarks/step_speed.py`` measures it). Nothing outside this
+package imports it but ``supernet/__init__.py``, which registers it."""
 from __future__ import annotations
 
 from dataclasses import dataclass

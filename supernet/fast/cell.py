@@ -181,7 +181,8 @@ def fused_cell_forward(cell: Any, s0: Tensor, s1: Tensor, weights: CellWeights, 
     inputs = [preprocess(cell.preprocess0, s0.contiguous(memory_format=CL), cpu_kernels),
               preprocess(cell.preprocess1, s1.contiguous(memory_format=CL), cpu_kernels)]
     node_edges = darts_node_edges(cell.steps)  # intermediate node i is node i + 2; its edge k reads node k
-    readers = [[(i + 2, edges[j]) for i, edges in enumerate(node_edges) if len(edges) > j] for j in range(cell.steps + 1)]
+    readers = [[(i + 2, edges[j]) for i, edges in enumerate(node_edges) if len(edges) > j]
+               for j in range(cell.steps + 1)]
     states = fused_dag(cell.edges, inputs, readers, weights, recompute, cpu_kernels)
     return torch.cat(states[-cell.multiplier:], dim=1)
 
