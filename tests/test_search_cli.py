@@ -75,7 +75,7 @@ BAD = [
     (["--model.strategy", "bogus"], ["unknown strategy 'bogus'", "darts"]),
     (["--model.strategy_args.order", "3"], ["order must be 1 or 2"]),
     (["--model.strategy_args.foo", "1"], ["'foo'", "order"]),
-    (["--model.strategy_args.hvp", "taylor"], ["--model.strategy_args.hvp", "finite_difference, exact", "'taylor'"]),
+    (["--model.strategy_args.hvp", "taylor"], ["--model.strategy_args.hvp", "finite_difference, forward_difference, exact", "'taylor'"]),
     (["--model.supernet.candidates", "[none,bogus_op]"], ["unknown op 'bogus_op'", "sep_conv_3x3"]),
     (["--model.foo", "1"], ["--model.foo", "arch_lr"]),
     (["--model.supernet.chanels", "4"], ["chanels", "channels"]),
