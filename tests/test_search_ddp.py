@@ -43,13 +43,19 @@ class RankAgreement(Callback):
 
 class OrderSchedule(SearchModule):
     """All code paths in one spawned run: 1st-order DARTS in epoch 0, 2nd order (finite-difference Hessian-vector
-    product) in epoch 1, 2nd order with the exact product in epoch 2, and in epoch 3 a negative control -- 2nd order
-    with the gradients made outside ``manual_backward`` left unsynchronised."""
+    product, central and one-sided on alternate steps) in epoch 1, 2nd order with the exact product in epoch 2, and
+    in epoch 3 a negative control -- 2nd order with the gradients made outside ``manual_backward`` left
+    unsynchronised."""
 
     def on_train_epoch_start(self):
         self.strategy.order = 1 if self.current_epoch == 0 else 2
         self.strategy.hvp = "exact" if self.current_epoch == 2 else "finite_difference"
         super().on_train_epoch_start()
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if self.current_epoch == 1:
+            self.strategy.hvp = ("finite_difference", "forward_difference")[batch_idx % 2]
+        return super().on_train_batch_start(batch, batch_idx)
 
     def reduce_mean(self, tensors):
         return tensors if self.current_epoch == 3 else super().reduce_mean(tensors)
