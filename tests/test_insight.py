@@ -151,7 +151,7 @@ def _tiny_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> P
 
 
 def test_a_search_writes_a_self_contained_report(tmp_path, monkeypatch, capsys) -> None:
-    run = _tiny_run(tmp_path, monkeypatch)
+    run = _tiny_run(tmp_path, monkeypatch, "--outputs.importance_batches", "1")
     out = capsys.readouterr().out
     assert "op-probability spread per edge" in out and "of 10 edges reach 0.1" in out
     page = (run / "report.html").read_text()
@@ -202,7 +202,7 @@ def test_report_command_bad_input(tmp_path, capsys, argv, needle) -> None:
 def test_fidelity_command_refuses_a_darts_space_run(tmp_path, monkeypatch, capsys) -> None:
     from search.fidelity import main as fidelity_main
 
-    run = _tiny_run(tmp_path, monkeypatch)
+    run = _tiny_run(tmp_path, monkeypatch, "--outputs.importance_batches", "0")
     capsys.readouterr()
     table = Path(__file__).parent / "data" / "nb201_excerpt.csv"
     assert fidelity_main([str(run), "--table", str(table), "--cells", "4"]) == 2
@@ -242,7 +242,8 @@ def test_tensorboard_gets_histograms_and_pictures(tmp_path, monkeypatch) -> None
     from search.cli import main
 
     assert main(TINY + ["--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger",
-                        "--trainer.logger.init_args.save_dir", "tb", "--trainer.logger.init_args.name", "tiny"]) == 0
+                        "--trainer.logger.init_args.save_dir", "tb", "--trainer.logger.init_args.name", "tiny",
+                        "--outputs.importance_batches", "1"]) == 0
     events = EventAccumulator(str(tmp_path / "tb" / "tiny" / "version_0"), size_guidance={"images": 0}).Reload()
     tags = events.Tags()
     assert {"op_probabilities/normal", "op_probabilities/reduce"} <= set(tags["histograms"])

@@ -44,7 +44,7 @@ def test_cifar_config_has_the_paper_settings(tmp_path, monkeypatch):
 
 def test_tiny_run_writes_outputs_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(TINY + ["--trainer.logger.init_args.name", "tiny"]) == 0
+    assert main(TINY + ["--trainer.logger.init_args.name", "tiny", "--outputs.importance_batches", "0"]) == 0
     run = tmp_path / "runs" / "tiny" / "version_0"
     out = capsys.readouterr().out
     assert "Genotype(normal=" in out and str(Path("runs") / "tiny" / "version_0") in out
@@ -64,7 +64,7 @@ def test_tiny_run_writes_outputs_and_resumes(tmp_path, monkeypatch, capsys):
     assert "channels: 4" in (run / "config.yaml").read_text()
 
     assert main(TINY + ["--trainer.logger.init_args.name", "tiny", "--trainer.max_epochs", "2",
-                        "--resume", str(run / "checkpoints" / "last.ckpt")]) == 0
+                        "--outputs.importance_batches", "0", "--resume", str(run / "checkpoints" / "last.ckpt")]) == 0
     resumed = json.loads((tmp_path / "runs" / "tiny" / "version_1" / "alphas.json").read_text())
     assert [e["epoch"] for e in resumed["epochs"]] == [0, 1]
     assert resumed["epochs"][0] == epoch
@@ -146,7 +146,8 @@ def test_a_successful_run_prints_no_deprecation_warnings(tmp_path):
     """A real process: the config library's deprecation notices about Lightning's use of it stay silent."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("JSONARGPARSE_DEPRECATION_WARNINGS", None)
-    proc = subprocess.run([sys.executable, "-m", "search.darts", *TINY, "--outputs.pictures", "false"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "search.darts", *TINY, "--outputs.pictures", "false",
+                           "--outputs.importance_batches", "1"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "deprecat" not in (proc.stdout + proc.stderr).lower(), proc.stderr

@@ -22,7 +22,7 @@ def _module(order: int) -> SearchModule:
 
 
 def _fit(module: SearchModule, root, max_steps: int = -1, ckpt_path=None) -> tuple[L.Trainer, SearchOutputs]:
-    outputs = SearchOutputs(pictures=False, summary=False)
+    outputs = SearchOutputs(pictures=False, summary=False, importance_batches=0)
     trainer = L.Trainer(accelerator="cpu", max_epochs=2, max_steps=max_steps, logger=False, default_root_dir=root,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                         callbacks=[outputs, ModelCheckpoint(dirpath=root / "ckpt", save_last=True,

@@ -21,7 +21,7 @@ EXCERPT = DATA / "nb201_excerpt.csv"
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-         "--outputs.pictures", "false"]
+         "--outputs.pictures", "false", "--outputs.importance_batches", "0"]
 DARTS_TINY = ["--config", "quickstart.yaml", "--trainer.max_epochs", "1", "--data.init_args.subset", "64",
               "--data.init_args.batch_size", "16", "--model.supernet.init_args.layers", "3",
               "--model.supernet.init_args.channels", "4", "--model.supernet.init_args.steps", "2",

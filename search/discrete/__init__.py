@@ -2,7 +2,12 @@
 ``CategoricalSpace`` with an ``Evaluator``: NAS-Bench-201 by table (``NB201Space``, ``TabularEvaluator``), and any
 space (``DartsCellSpace`` too) by training cells from scratch (``TrainedEvaluator``) or with a trained supernet's
 weights (``SharedWeightEvaluator``). Trials run in this process or on Ray workers (``make_pool``), journaled so that
-a killed search resumes (``Journal``)."""
+a killed search resumes (``Journal``).
+
+The two training evaluators load on first use (they bring Lightning in): a table search, and every Ray worker that
+runs one, starts without it."""
+from typing import Any
+
 from search.discrete.evaluator import Evaluation, Evaluator, FunctionEvaluator, TabularEvaluator
 from search.discrete.evolution import RegularizedEvolution
 from search.discrete.journal import Journal
@@ -13,7 +18,6 @@ from search.discrete.random_search import RandomSearch
 from search.discrete.reinforce import Reinforce
 from search.discrete.space import CategoricalSpace, NB201Space
 from search.discrete.darts_space import DartsCellSpace
-from search.discrete.trained import SharedWeightEvaluator, TrainedEvaluator
 from search.discrete.workers import RayPool, SerialPool, WorkerDied, make_pool
 
 __all__ = [
@@ -22,3 +26,14 @@ __all__ = [
     "SearchLoop", "SearchResult", "SerialPool", "SharedWeightEvaluator", "SizeLimit", "Strategy", "TabularEvaluator",
     "TrainedEvaluator", "WorkerDied", "make_pool", "mean_std", "pareto_front", "plot_pareto", "run_seeds", "summarize",
 ]
+
+_LAZY = {"SharedWeightEvaluator": "search.discrete.trained", "TrainedEvaluator": "search.discrete.trained"}
+
+
+def __getattr__(name: str) -> Any:
+    """``TrainedEvaluator`` and ``SharedWeightEvaluator``, imported when first asked for."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'search.discrete' has no attribute {name!r}")
