@@ -312,3 +312,15 @@ def test_cli_module_entry_point(tmp_path: Path, capsys) -> None:
     assert main("evolution", cmd[3:]) == 2  # the run folder now exists
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--overwrite" in err
+
+
+def test_a_table_search_starts_without_lightning() -> None:
+    """Table searches (and the Ray workers that run their trials) do not pay Lightning's import; the training
+    evaluators still come from the package when asked for."""
+    code = ("import sys, search.discrete, search.discrete.cli; assert 'lightning' not in sys.modules; "
+            "from search.discrete import TrainedEvaluator; assert 'lightning' in sys.modules; "
+            "print(TrainedEvaluator.__module__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "search.discrete.trained"
