@@ -27,13 +27,13 @@ __all__ = [
     "TrainedEvaluator", "WorkerDied", "make_pool", "mean_std", "pareto_front", "plot_pareto", "run_seeds", "summarize",
 ]
 
-_LAZY = {"SharedWeightEvaluator": "search.discrete.trained", "TrainedEvaluator": "search.discrete.trained"}
+_TRAINING_EVALUATORS = ("SharedWeightEvaluator", "TrainedEvaluator")
 
 
 def __getattr__(name: str) -> Any:
     """``TrainedEvaluator`` and ``SharedWeightEvaluator``, imported when first asked for."""
-    if name in _LAZY:
-        import importlib
+    if name in _TRAINING_EVALUATORS:
+        from search.discrete import trained
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(trained, name)
     raise AttributeError(f"module 'search.discrete' has no attribute {name!r}")
