@@ -56,7 +56,7 @@ PUBLISHED = {"darts": ("DARTS-V1", 54.30, 0.00), "gdas": ("GDAS", 93.61, 0.09), 
 LABELS = {"darts": "DARTS 1st order", "gdas": "GDAS", "gdas_v1": "GDAS (selected-op form)",
           "beta_darts": "beta-DARTS", "darts_minus": "DARTS-", "drnas": "DrNAS", "sdarts_rs": "SDARTS-RS",
           "beta_darts_pt": "beta-DARTS + PT",
-          "sdarts_rs_pt": "SDARTS-RS + PT", "sdarts_rs_pt_v1": "SDARTS-RS + PT (acc, 10 batches, none kept)",
+          "sdarts_rs_pt": "SDARTS-RS + PT", "sdarts_rs_pt_span": "SDARTS-RS + PT (shortcuts last)", "sdarts_rs_pt_v1": "SDARTS-RS + PT (acc, 10 batches, none kept)",
           "darts_pt": "DARTS + PT", "spos": "SPOS (evolution over 100 cells)"}
 _PT_V1 = {"tune_epochs": 3, "probe_batches": 10, "keep_none": True}  # accuracy on 10 probe batches, none allowed
 _PT = {"tune_epochs": 3, "probe_batches": 79, "criterion": "loss"}  # the loss on the whole split (79 batches)
@@ -75,6 +75,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "spos": {"strategy": "spos", "strategy_args": {"evaluations": 100, "epoch_evaluations": 0}},
     "sdarts_rs_pt": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"RandomSmoothing": {}},
                      "selection": _PT},
+    "sdarts_rs_pt_span": {"strategy": "darts", "strategy_args": {"order": 1},
+                          "regularizers": {"RandomSmoothing": {}}, "selection": {**_PT, "edge_order": "span"}},
     "sdarts_rs_pt_v1": {"strategy": "darts", "strategy_args": {"order": 1},
                         "regularizers": {"RandomSmoothing": {}}, "selection": _PT_V1},
     "beta_darts_pt": {"strategy": "darts", "strategy_args": {"order": 1}, "regularizers": {"BetaDecay": {}},
