@@ -25,13 +25,14 @@ import torch
 from torch import Tensor, nn
 
 from ops.discretize import NONE_OP
-from search.importance import without_op
+from search.importance import only_op, without_op
 from search.strategies.probe import ProbeSet
 from search.rng import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights
 
 CRITERIA = ("accuracy", "loss")
 EDGE_ORDERS = ("random", "span")
+RULES = ("removal", "projection")
 Decision = tuple[str, str, int]
 """``("op", cell, edge)`` or ``("topology", cell, node)``."""
 Scorer = Callable[[list[ArchWeights]], list[float]]
@@ -79,6 +80,10 @@ class PerturbationSelection(PicklesGenerator):
             the CPU budget with the random order, the NAS-Bench-201 0->3 shortcut held ``skip_connect`` (as every
             top cell does) in 4 of 6 runs that decided it fifth or sixth, 2 of 6 that decided it third or fourth
             and none of 5 that decided it first or second.
+        rule: ``removal`` (DARTS-PT: keep the op whose removal from the mixed edge hurts most) or ``projection``
+            (keep the op with which alone, one-hot as the decision will leave it, the supernet scores best). Removal
+            underrates ops that do the same work (``skip_connect`` and ``avg_pool_3x3`` both pass the input on:
+            without one, the other still does).
         keep_none: Let ``none`` be kept where the space allows it (NAS-Bench-201; the DARTS space never keeps it).
             Off by default, unlike the DARTS-PT code: removing ``none`` leaves the supernet unchanged, so its score
             is the unperturbed one and it is kept exactly when removing any other op *helps* -- when the edge's
@@ -88,7 +93,8 @@ class PerturbationSelection(PicklesGenerator):
 
     def __init__(self, tune_epochs: int = 5, probe_batches: int = 10, topology: bool = True, seed: int = 0,
                  criterion: Literal["accuracy", "loss"] = "accuracy", keep_none: bool = False,
-                 edge_order: Literal["random", "span"] = "random") -> None:
+                 edge_order: Literal["random", "span"] = "random",
+                 rule: Literal["removal", "projection"] = "removal") -> None:
         if not isinstance(tune_epochs, int) or tune_epochs < 0:
             raise ValueError(f"--model.selection.tune_epochs must be an integer >= 0, got {tune_epochs!r}")
         if criterion not in CRITERIA:
@@ -96,8 +102,11 @@ class PerturbationSelection(PicklesGenerator):
         if edge_order not in EDGE_ORDERS:
             raise ValueError(f"--model.selection.edge_order must be one of {', '.join(EDGE_ORDERS)}, "
                              f"got {edge_order!r}")
+        if rule not in RULES:
+            raise ValueError(f"--model.selection.rule must be one of {', '.join(RULES)}, got {rule!r}")
         self.criterion = criterion
         self.edge_order = edge_order
+        self.rule = rule
         self.keep_none = bool(keep_none)
         self.tune_epochs = tune_epochs
         self.topology = bool(topology)
@@ -195,12 +204,16 @@ class PerturbationSelection(PicklesGenerator):
         return lines
 
     def _decide_op(self, cell: str, edge: int, base: ArchWeights, score: Scorer) -> str:
-        scores = score([without_op(base, cell, edge, k) for k in self.allowed])
-        pick = self.allowed[worst_removal(scores)]
+        if self.rule == "projection":
+            scores = score([only_op(base, cell, edge, k) for k in self.allowed])
+            pick, what = self.allowed[best_removal(scores)], "with each op alone"
+        else:
+            scores = score([without_op(base, cell, edge, k) for k in self.allowed])
+            pick, what = self.allowed[worst_removal(scores)], "without each op"
         self.fixed[cell][edge] = pick
         sign = -1.0 if self.criterion == "loss" else 1.0
-        without = ", ".join(f"{self.candidates[k]} {sign * a:.3f}" for k, a in zip(self.allowed, scores))
-        return f"{cell} edge {edge}: {self.candidates[pick]} (supernet {self.criterion} without each op: {without})"
+        listed = ", ".join(f"{self.candidates[k]} {sign * a:.3f}" for k, a in zip(self.allowed, scores))
+        return f"{cell} edge {edge}: {self.candidates[pick]} (supernet {self.criterion} {what}: {listed})"
 
     def scorer(self, supernet: nn.Module, reduce: Callable[[list[Tensor]], list[Tensor]]) -> Scorer:
         """The ``Scorer`` of this selection's criterion on its probe batches."""
