@@ -45,11 +45,6 @@ class SearchSpace(ABC):
         """For each node that sums edges, the indices of its incoming edges (in edge order)."""
 
     @abstractmethod
-    def edge_spans(self) -> list[int]:
-        """For each edge, how many node positions it skips forward (target minus source): 1 for an edge between
-        neighbouring nodes, more for a shortcut."""
-
-    @abstractmethod
     def discretize(self, weights: Mapping[str, Tensor], edge_weights: Mapping[str, Tensor] | None = None
                    ) -> Genotype:
         """The genotype the per-cell-type ``[num_edges, num_ops]`` op weights stand for (the space's rule)."""
@@ -114,10 +109,6 @@ class DartsSpace(SearchSpace):
     def node_edges(self) -> list[list[int]]:
         """Node ``i`` (0-based intermediate node): edges ``edge(i, 0) .. edge(i, i + 1)``."""
         return darts_node_edges(self.steps)
-
-    def edge_spans(self) -> list[int]:
-        """Edge ``k`` of intermediate node ``i`` comes from node ``k`` into node ``i + 2``: span ``i + 2 - k``."""
-        return [i + 2 - k for i, edges in enumerate(self.node_edges()) for k in range(len(edges))]
 
     def pruned_nodes(self) -> list[int]:
         """Every node with more than two inputs."""
@@ -189,10 +180,6 @@ class NB201Space(SearchSpace):
         """Nodes 1, 2, 3: the edges ending there."""
         targets = sorted({dst for _, dst in NB201_EDGES})
         return [[e for e, (_, dst) in enumerate(NB201_EDGES) if dst == t] for t in targets]
-
-    def edge_spans(self) -> list[int]:
-        """``dst - src`` of each edge of ``NB201_EDGES`` (the 0->3 edge spans 3)."""
-        return [dst - src for src, dst in NB201_EDGES]
 
     def discretize(self, weights: Mapping[str, Tensor], edge_weights: Mapping[str, Tensor] | None = None
                    ) -> NB201Genotype:

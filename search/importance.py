@@ -31,14 +31,6 @@ def without_op(weights: ArchWeights, cell: str, edge: int, op: int) -> ArchWeigh
     return {**weights, cell: replace(weights[cell], ops=ops)}
 
 
-def only_op(weights: ArchWeights, cell: str, edge: int, op: int) -> ArchWeights:
-    """``weights`` with ``edge`` of cell type ``cell`` holding op ``op`` alone (one-hot)."""
-    ops = weights[cell].ops.clone()
-    ops[edge] = 0.0
-    ops[edge, op] = 1.0
-    return {**weights, cell: replace(weights[cell], ops=ops)}
-
-
 def probe_set(batches: Iterable[tuple[Tensor, Tensor]], size: int, device: torch.device) -> ProbeSet:
     """The first ``size`` batches of ``batches`` (e.g. the validation loader), on ``device``, as a ``ProbeSet``."""
     probe = ProbeSet(size)

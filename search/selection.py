@@ -25,14 +25,12 @@ import torch
 from torch import Tensor, nn
 
 from ops.discretize import NONE_OP
-from search.importance import only_op, without_op
+from search.importance import without_op
 from search.strategies.probe import ProbeSet
 from search.rng import PicklesGenerator, load_generator_state, seeded_generator
 from supernet import ArchParameters, ArchWeights
 
 CRITERIA = ("accuracy", "loss")
-EDGE_ORDERS = ("random", "span")
-RULES = ("removal", "projection")
 Decision = tuple[str, str, int]
 """``("op", cell, edge)`` or ``("topology", cell, node)``."""
 Scorer = Callable[[list[ArchWeights]], list[float]]
@@ -73,17 +71,6 @@ class PerturbationSelection(PicklesGenerator):
         seed: Seed of the random edge order.
         criterion: What a removal costs the supernet: validation ``accuracy`` (DARTS-PT's default, ``proj_crit
             acc``) or validation ``loss`` (its ``proj_crit loss``), which is less noisy on few probe batches.
-        edge_order: ``random`` (DARTS-PT) or ``span``: the edges between neighbouring nodes first and the
-            shortcuts last (``SearchSpace.edge_spans``; random among edges of equal span). A shortcut's worth
-            depends on the path it bypasses: while that path still mixes every op (``skip_connect`` among them) the
-            supernet hardly notices which op the shortcut holds; decided last, it sees the fixed path. Measured at
-            the CPU budget with the random order, the NAS-Bench-201 0->3 shortcut held ``skip_connect`` (as every
-            top cell does) in 4 of 6 runs that decided it fifth or sixth, 2 of 6 that decided it third or fourth
-            and none of 5 that decided it first or second.
-        rule: ``removal`` (DARTS-PT: keep the op whose removal from the mixed edge hurts most) or ``projection``
-            (keep the op with which alone, one-hot as the decision will leave it, the supernet scores best). Removal
-            underrates ops that do the same work (``skip_connect`` and ``avg_pool_3x3`` both pass the input on:
-            without one, the other still does).
         keep_none: Let ``none`` be kept where the space allows it (NAS-Bench-201; the DARTS space never keeps it).
             Off by default, unlike the DARTS-PT code: removing ``none`` leaves the supernet unchanged, so its score
             is the unperturbed one and it is kept exactly when removing any other op *helps* -- when the edge's
@@ -92,21 +79,12 @@ class PerturbationSelection(PicklesGenerator):
     """
 
     def __init__(self, tune_epochs: int = 5, probe_batches: int = 10, topology: bool = True, seed: int = 0,
-                 criterion: Literal["accuracy", "loss"] = "accuracy", keep_none: bool = False,
-                 edge_order: Literal["random", "span"] = "random",
-                 rule: Literal["removal", "projection"] = "removal") -> None:
+                 criterion: Literal["accuracy", "loss"] = "accuracy", keep_none: bool = False) -> None:
         if not isinstance(tune_epochs, int) or tune_epochs < 0:
             raise ValueError(f"--model.selection.tune_epochs must be an integer >= 0, got {tune_epochs!r}")
         if criterion not in CRITERIA:
             raise ValueError(f"--model.selection.criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
-        if edge_order not in EDGE_ORDERS:
-            raise ValueError(f"--model.selection.edge_order must be one of {', '.join(EDGE_ORDERS)}, "
-                             f"got {edge_order!r}")
-        if rule not in RULES:
-            raise ValueError(f"--model.selection.rule must be one of {', '.join(RULES)}, got {rule!r}")
         self.criterion = criterion
-        self.edge_order = edge_order
-        self.rule = rule
         self.keep_none = bool(keep_none)
         self.tune_epochs = tune_epochs
         self.topology = bool(topology)
@@ -119,7 +97,6 @@ class PerturbationSelection(PicklesGenerator):
         self.allowed: tuple[int, ...] = ()
         self.candidates: tuple[str, ...] = ()
         self.node_inputs: list[list[int]] = []
-        self.spans: list[int] = []
         self.pruned_nodes: list[int] = []
 
     # ---- set-up ---------------------------------------------------------------------------------------------------
@@ -135,7 +112,6 @@ class PerturbationSelection(PicklesGenerator):
         space = supernet.search_space
         self.candidates = tuple(space.candidates)
         self.node_inputs = space.node_edges()
-        self.spans = space.edge_spans()
         self.pruned_nodes = space.pruned_nodes() if self.topology else []
         # the ops a discrete cell may hold: DARTS never keeps `none`, NAS-Bench-201 cells may (see keep_none)
         self.allowed = tuple(space.index(op) for op in space.cell_ops() if self.keep_none or op != NONE_OP)
@@ -149,12 +125,9 @@ class PerturbationSelection(PicklesGenerator):
             self.total = len(self.pending)
 
     def _plan(self, cell_types: tuple[str, ...], num_edges: int) -> list[Decision]:
-        """Every op decision, in random edge order per cell type (with ``edge_order="span"`` sorted stably by
-        span) and interleaved across cell types (DARTS-PT projects the normal and the reduction cell in the same
-        round), then the topology decisions."""
+        """Every op decision, in random edge order per cell type and interleaved across cell types (DARTS-PT
+        projects the normal and the reduction cell in the same round), then the topology decisions."""
         orders = {cell: torch.randperm(num_edges, generator=self.generator).tolist() for cell in cell_types}
-        if self.edge_order == "span":
-            orders = {cell: sorted(order, key=lambda e: self.spans[e]) for cell, order in orders.items()}
         plan: list[Decision] = [("op", cell, orders[cell][i]) for i in range(num_edges) for cell in cell_types]
         for cell in cell_types if self.pruned_nodes else ():
             order = torch.randperm(len(self.pruned_nodes), generator=self.generator).tolist()
@@ -204,16 +177,12 @@ class PerturbationSelection(PicklesGenerator):
         return lines
 
     def _decide_op(self, cell: str, edge: int, base: ArchWeights, score: Scorer) -> str:
-        if self.rule == "projection":
-            scores = score([only_op(base, cell, edge, k) for k in self.allowed])
-            pick, what = self.allowed[best_removal(scores)], "with each op alone"
-        else:
-            scores = score([without_op(base, cell, edge, k) for k in self.allowed])
-            pick, what = self.allowed[worst_removal(scores)], "without each op"
+        scores = score([without_op(base, cell, edge, k) for k in self.allowed])
+        pick = self.allowed[worst_removal(scores)]
         self.fixed[cell][edge] = pick
         sign = -1.0 if self.criterion == "loss" else 1.0
-        listed = ", ".join(f"{self.candidates[k]} {sign * a:.3f}" for k, a in zip(self.allowed, scores))
-        return f"{cell} edge {edge}: {self.candidates[pick]} (supernet {self.criterion} {what}: {listed})"
+        without = ", ".join(f"{self.candidates[k]} {sign * a:.3f}" for k, a in zip(self.allowed, scores))
+        return f"{cell} edge {edge}: {self.candidates[pick]} (supernet {self.criterion} without each op: {without})"
 
     def scorer(self, supernet: nn.Module, reduce: Callable[[list[Tensor]], list[Tensor]]) -> Scorer:
         """The ``Scorer`` of this selection's criterion on its probe batches."""

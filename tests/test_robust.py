@@ -292,24 +292,6 @@ def test_perturbation_selection_topology_drops_the_input_that_matters_least():
     assert genotype_rows[3].abs().sum() == 0
 
 
-@pytest.mark.parametrize("space", ["nb201", "darts"])
-def test_span_order_decides_shortcuts_last_and_keeps_the_random_order_within_a_span(space):
-    net = _nb201() if space == "nb201" else _darts()
-    orders = {}
-    for edge_order in ("random", "span"):
-        pt = PerturbationSelection(tune_epochs=0, seed=3, edge_order=edge_order)
-        pt.check(net, ArchParameters.for_network(net), get_strategy("darts"))
-        orders[edge_order] = [d[2] for d in pt.pending if d[0] == "op" and d[1] == "normal"]
-    spans = net.search_space.edge_spans()
-    assert sorted(orders["span"]) == list(range(net.search_space.num_edges))
-    assert orders["span"] == sorted(orders["random"], key=lambda e: spans[e])
-    assert [spans[e] for e in orders["span"]] == sorted(spans)
-    if space == "nb201":  # edges (0,1) (0,2) (1,2) (0,3) (1,3) (2,3): the input->output shortcut 0->3 goes last
-        assert spans == [1, 2, 1, 3, 2, 1] and orders["span"][-1] == 3
-    else:  # two nodes: node 2 from inputs 0, 1; node 3 from 0, 1, 2
-        assert spans == [2, 1, 3, 2, 1]
-
-
 def test_perturbation_selection_refuses_what_it_cannot_handle():
     with pytest.raises(ValueError, match="sampled paths"):
         SearchModule(_nb201(), strategy="gdas", selection=PerturbationSelection())
@@ -319,8 +301,6 @@ def test_perturbation_selection_refuses_what_it_cannot_handle():
         PerturbationSelection(tune_epochs=-1)
     with pytest.raises(ValueError, match="criterion must be one of accuracy, loss, got 'acc'"):
         PerturbationSelection(criterion="acc")
-    with pytest.raises(ValueError, match="edge_order must be one of random, span, got 'shortest'"):
-        PerturbationSelection(edge_order="shortest")
     module = SearchModule(_nb201(), selection=PerturbationSelection(tune_epochs=3))
     trainer = L.Trainer(accelerator="cpu", max_epochs=3, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
