@@ -58,7 +58,8 @@ LABELS = {"darts": "DARTS 1st order", "gdas": "GDAS", "gdas_v1": "GDAS (selected
           "beta_darts_pt": "beta-DARTS + PT",
           "sdarts_rs_pt": "SDARTS-RS + PT", "sdarts_rs_pt_v1": "SDARTS-RS + PT (acc, 10 batches, none kept)",
           # selection rules tried and removed again; their runs stay in results/nb201_oneshot.json
-          "sdarts_rs_pt_span": "SDARTS-RS + PT (shortcuts last)", "sdarts_rs_pt_proj": "SDARTS-RS + PT (projection rule)",
+          "sdarts_rs_pt_span": "SDARTS-RS + PT (shortcuts last)",
+          "sdarts_rs_pt_proj": "SDARTS-RS + PT (projection rule)",
           "darts_pt": "DARTS + PT", "spos": "SPOS (evolution over 100 cells)"}
 _PT_V1 = {"tune_epochs": 3, "probe_batches": 10, "keep_none": True}  # accuracy on 10 probe batches, none allowed
 _PT = {"tune_epochs": 3, "probe_batches": 79, "criterion": "loss"}  # the loss on the whole split (79 batches)
