@@ -279,6 +279,7 @@ def consensus_lines(results: list[dict[str, Any]], methods: list[str], table: An
         cells = [NB201Genotype.from_arch_str(r["cell"]) for r in group]
         return consensus_genotype(cells, last_weights(group), candidates)
 
+    width = max(len(LABELS.get(m, m)) for m in methods) + 2
     lines = [f"consensus cells of {size} seeds: every combination of the runs (they share runs, so they are not "
              f"independent), and the disjoint groups of {size} consecutive seeds (independent: one figure each)"]
     for method in methods:
@@ -288,15 +289,15 @@ def consensus_lines(results: list[dict[str, Any]], methods: list[str], table: An
         accs = [table.accuracy(vote(group), "cifar10", "test") for group in itertools.combinations(runs, size)]
         every = vote(runs)
         mean, std = mean_std(accs)
-        lines.append(f"{LABELS.get(method, method):<18}{len(accs)} combinations: {mean:.2f} +- {std:.2f}, worst "
+        lines.append(f"{LABELS.get(method, method):<{width}}{len(accs)} combinations: {mean:.2f} +- {std:.2f}, worst "
                      f"{min(accs):.2f}; all {len(runs)} seeds: {table.accuracy(every, 'cifar10', 'test'):.2f} "
                      f"{every.to_arch_str()}")
         groups = [runs[i:i + size] for i in range(0, len(runs) - size + 1, size)]
         scored = [(g, vote(g)) for g in groups]
         accs = [table.accuracy(cell, "cifar10", "test") for _, cell in scored]
         mean, std = mean_std(accs)
-        lines.append(f"{'':<18}{len(groups)} disjoint groups: {mean:.2f} +- {std:.2f}, worst {min(accs):.2f}")
-        lines.extend(f"{'':<20}seeds {', '.join(str(r['seed']) for r in g)}: {acc:.2f} {cell.to_arch_str()}"
+        lines.append(f"{'':<{width}}{len(groups)} disjoint groups: {mean:.2f} +- {std:.2f}, worst {min(accs):.2f}")
+        lines.extend(f"{'':<{width + 2}}seeds {', '.join(str(r['seed']) for r in g)}: {acc:.2f} {cell.to_arch_str()}"
                      for (g, cell), acc in zip(scored, accs))
     return "\n".join(lines)
 
