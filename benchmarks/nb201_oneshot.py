@@ -241,9 +241,14 @@ def _run_line(r: dict[str, Any]) -> str:
             f"table acc of the cell after each epoch: {trajectory}")
 
 
+def label_width(methods: list[str]) -> int:
+    """Width of the method column: the longest label (or "random cell") and two spaces."""
+    return max([len("random cell")] + [len(LABELS.get(m, m)) for m in methods]) + 2
+
+
 def summary(results: list[dict[str, Any]], methods: list[str], random_median: float) -> str:
     """The comparison table: mean +- std per method beside the random-cell median and the paper's figures."""
-    width = max([len("random cell")] + [len(LABELS.get(m, m)) for m in methods]) + 2
+    width = label_width(methods)
     lines = [f"{'method':<{width}}{'found cells (CIFAR-10 test %)':<34}{'published, full scale':<30}",
              "-" * (width + 64)]
     for method in methods:
@@ -279,7 +284,7 @@ def consensus_lines(results: list[dict[str, Any]], methods: list[str], table: An
         cells = [NB201Genotype.from_arch_str(r["cell"]) for r in group]
         return consensus_genotype(cells, last_weights(group), candidates)
 
-    width = max(len(LABELS.get(m, m)) for m in methods) + 2
+    width = label_width(methods)
     lines = [f"consensus cells of {size} seeds: every combination of the runs (they share runs, so they are not "
              f"independent), and the disjoint groups of {size} consecutive seeds (independent: one figure each)"]
     for method in methods:
