@@ -1,8 +1,9 @@
 """Multi-seed one-shot search in one command: ``python -m search.seeds --config quickstart.yaml --seeds 0 1 2``.
 
 Runs the search of the config once per seed, one after the other in this process (``search.cli.main`` with
-``--seed_everything S``, ``--model.strategy_args.seed S`` where the strategy takes a seed, and the run folder
-``<save_dir>/<name>/seed_S``), then writes ``<save_dir>/<name>/seeds_summary.json`` and prints it: each seed's
+``--seed_everything S``, the seed ``S`` given to every seeded part of the model as well -- the strategy's sampling
+(GDAS, DrNAS, ...), the regularizers' noise (SDARTS-RS), the selection's edge order (DARTS-PT) -- and the run folder
+``<save_dir>/<name>/seed_S``; the data split keeps its own seed, so every seed searches the same split), then writes ``<save_dir>/<name>/seeds_summary.json`` and prints it: each seed's
 genotype, how far the seeds agree edge by edge, the cell they vote for (``consensus_genotype``, also written as
 ``<save_dir>/<name>/consensus.json``), and with ``--table nb201.csv`` (NAS-Bench-201 space) each genotype's
 CIFAR-10 test accuracy with mean ± sample std, and the consensus cell's. Every other flag goes to the search
@@ -18,7 +19,7 @@ import statistics
 import sys
 from argparse import ArgumentError
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ SUMMARY_NAME = "seeds_summary.json"
 CONSENSUS_NAME = "consensus.json"
 MAX_SEED = 2**32 - 1
 TABLE_DATASET, TABLE_SPLIT = "cifar10", "test"
-_SET_HERE = ("--seed_everything", "--trainer.logger.init_args.version", "--model.strategy_args.seed")
+_SET_HERE = ("--seed_everything", "--trainer.logger.init_args.version", "--model.strategy_args.seed",
+             "--model.selection.init_args.seed")
 _DEFAULT_LOGGER = "lightning.pytorch.loggers.CSVLogger"
 
 
@@ -286,6 +288,28 @@ def _logger_args(config: Any) -> tuple[Path, Any]:
     return parent, lambda seed: ["--trainer.logger.init_args.version", f"seed_{seed}"]
 
 
+def _seed_flags(config: Any) -> Callable[[int], list[str]]:
+    """``seed -> flags`` that hand the run's seed to every seeded part of the model: the strategy (if it takes a
+    ``seed``), each regularizer and the selection whose ``init_args`` hold a ``seed`` (the list of regularizers is
+    passed whole, as the config and the other flags made it, with only the seeds changed)."""
+    takes_seed = "seed" in strategy_arguments(config.model.strategy)
+    regularizers = [r.as_dict() for r in config.model.regularizers or []]
+    seeded_regularizers = any("seed" in (r.get("init_args") or {}) for r in regularizers)
+    selection = config.model.selection
+    seeded_selection = selection is not None and "seed" in (getattr(selection, "init_args", None) or {})
+
+    def flags(seed: int) -> list[str]:
+        out = ["--model.strategy_args.seed", str(seed)] if takes_seed else []
+        if seeded_regularizers:
+            given = [{**r, "init_args": {**r["init_args"], "seed": seed}} if "seed" in (r.get("init_args") or {})
+                     else r for r in regularizers]
+            out += ["--model.regularizers", json.dumps(given)]
+        if seeded_selection:
+            out += ["--model.selection.init_args.seed", str(seed)]
+        return out
+    return flags
+
+
 def _space(config: Any) -> str:
     module, _, name = config.model.supernet.class_path.rpartition(".")
     return getattr(getattr(import_module(module), name), "space", "?")
@@ -329,13 +353,13 @@ def _prepare(argv: Sequence[str]) -> dict[str, Any]:
         except (ValueError, FileNotFoundError) as err:
             raise UsageError(f"--table {table_path}: {err}") from None
     try:
-        takes_seed = "seed" in strategy_arguments(config.model.strategy)
+        seed_flags = _seed_flags(config)
     except ValueError as err:
         raise UsageError(str(err)) from None
     parent, logger_flags = _logger_args(config)
     finished = {seed: _finished(parent / f"seed_{seed}", space) for seed in seeds}
     return {"seeds": seeds, "rest": rest, "table": table, "parent": parent, "logger_flags": logger_flags,
-            "strategy_seed": takes_seed, "finished": finished, "space": space}
+            "seed_flags": seed_flags, "finished": finished, "space": space}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -361,9 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"[seed {seed}] removing the unfinished run folder {run_dir}", flush=True)
                 shutil.rmtree(run_dir)
             print(f"[seed {seed}, {position}/{len(seeds)}] searching into {run_dir}", flush=True)
-            args = [*setup["rest"], "--seed_everything", str(seed), *setup["logger_flags"](seed)]
-            if setup["strategy_seed"]:
-                args += ["--model.strategy_args.seed", str(seed)]
+            args = [*setup["rest"], "--seed_everything", str(seed), *setup["logger_flags"](seed),
+                    *setup["seed_flags"](seed)]
             status = search_cli.main(args, prog=PROG)
             if status != 0:
                 return status

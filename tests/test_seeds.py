@@ -107,6 +107,33 @@ def test_nb201_seeds_with_table(tmp_path: Path, search_calls: list[list[str]]) -
     assert summary["table"]["n"] + len(summary["table"]["not_in_table"]) == 2
 
 
+def test_every_seeded_part_follows_the_seed_and_ties_go_to_the_alphas_before_selection(
+        tmp_path: Path, search_calls: list[list[str]]) -> None:
+    """SDARTS-RS + PT (the default) over two seeds: the smoothing noise and the selection's edge order take each run's
+    seed (a regularizer added by flag is kept), and the consensus breaks its ties with the op probabilities before
+    the selection's decisions (``alpha_probabilities``), not with the one-hot weights the decisions leave."""
+    tiny = ["--config", "nb201_sdarts_rs_pt.yaml", *NB201_TINY[2:], "--trainer.max_epochs", "2",
+            "--model.selection.init_args.tune_epochs", "0", "--model.selection.init_args.probe_batches", "1",
+            "--model.regularizers+=search.robust.BetaDecay"]
+    parent = tmp_path / "runs" / "sdarts_rs_pt_nb201_cifar10"
+    assert main(tiny + _save_dir(tmp_path) + ["--seeds", "5", "6"]) == 0
+    genotypes, before = [], []
+    for seed in (5, 6):
+        run = parent / f"seed_{seed}"
+        model = yaml.safe_load((run / "config.yaml").read_text())["model"]
+        assert [(r["class_path"], r["init_args"].get("seed")) for r in model["regularizers"]] == [
+            ("search.robust.RandomSmoothing", seed), ("search.robust.BetaDecay", None)]
+        assert model["selection"]["init_args"]["seed"] == seed
+        last = _strict_json(run / "alphas.json")["epochs"][-1]
+        assert all(max(edge) == 1.0 for edge in last["probabilities"]["normal"])  # every edge decided: one-hot
+        assert all(0.0 < max(edge) < 1.0 for edge in last["alpha_probabilities"]["normal"])
+        genotypes.append(NB201Genotype.load(run / "genotype.json"))
+        before.append(last["alpha_probabilities"])
+    candidates = _strict_json(parent / "seed_5" / "alphas.json")["candidates"]
+    summary = _strict_json(parent / SUMMARY_NAME)
+    assert summary["consensus"]["genotype"] == consensus_genotype(genotypes, before, candidates).to_text()
+
+
 def test_table_summary_of_known_cells(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       search_calls: list[list[str]]) -> None:
     """Finished seed folders holding known cells: nothing runs, the table accuracies are exact."""
@@ -195,6 +222,7 @@ BAD = [
     (["--seeds", "0", "--table", "missing.csv"], ["--table missing.csv", "no such file"]),
     (["--seeds", "0", "--table", str(EXCERPT)], ["--table", "NAS-Bench-201 space only", "darts"]),
     (["--seeds", "0", "--seed_everything", "3"], ["--seed_everything", "--seeds"]),
+    (["--seeds", "0", "--model.selection.init_args.seed=3"], ["--model.selection.init_args.seed", "--seeds"]),
     (["--seeds", "0", "--trainer.max_epochs", "x"], ["--trainer.max_epochs", "'x'"]),
     (["--seeds", "0", "1", "--model.lr", "-1"], ["--model.lr"]),  # refused by seed 0's run: seed 1 never runs
 ]
