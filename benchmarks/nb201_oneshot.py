@@ -9,7 +9,8 @@ selection (DARTS-PT; ``_PT``: the validation loss on the whole architecture spli
 the first setting measured: accuracy on 10 batches, ``none`` allowed), several seeds each (the seed sets the
 initial weights and alphas, the batch order, the strategies' sampling and the selection's edge order; SDARTS-RS's
 smoothing noise keeps its default seed 0 in every run, as in every recorded result, where ``python -m search.seeds``
-gives it the run's seed; the data split is fixed, as the benchmark's cifar10-valid split is). Each run also records its op probabilities after every epoch (``epoch_probabilities``, before any selection).
+gives it the run's seed; the data split is fixed, as the benchmark's cifar10-valid split is). Each run also records
+its op probabilities after every epoch (``epoch_probabilities``, before any selection).
 
 The paper's search (C=16, N=5 cells per stage, 25k/25k images, 50-100 epochs, batch 64) costs GPU-hours; the defaults
 here are sized so that every method can be run over three seeds on the 2-core development CPU in one sitting: C=8,

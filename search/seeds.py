@@ -3,12 +3,13 @@
 Runs the search of the config once per seed, one after the other in this process (``search.cli.main`` with
 ``--seed_everything S``, the seed ``S`` given to every seeded part of the model as well -- the strategy's sampling
 (GDAS, DrNAS, ...), the regularizers' noise (SDARTS-RS), the selection's edge order (DARTS-PT) -- and the run folder
-``<save_dir>/<name>/seed_S``; the data split keeps its own seed, so every seed searches the same split), then writes ``<save_dir>/<name>/seeds_summary.json`` and prints it: each seed's
-genotype, how far the seeds agree edge by edge, the cell they vote for (``consensus_genotype``, also written as
-``<save_dir>/<name>/consensus.json``), and with ``--table nb201.csv`` (NAS-Bench-201 space) each genotype's
-CIFAR-10 test accuracy with mean ± sample std, and the consensus cell's. Every other flag goes to the search
-(``python -m search.darts --help`` lists them). A seed whose folder already holds ``genotype.json`` is reused,
-so a killed command picks up where it stopped; an unfinished seed folder is removed and that seed run again.
+``<save_dir>/<name>/seed_S``; the data split keeps its own seed, so every seed searches the same split), then writes
+``<save_dir>/<name>/seeds_summary.json`` and prints it: each seed's genotype, how far the seeds agree edge by edge,
+the cell they vote for (``consensus_genotype``, also written as ``<save_dir>/<name>/consensus.json``), and with
+``--table nb201.csv`` (NAS-Bench-201 space) each genotype's CIFAR-10 test accuracy with mean ± sample std, and the
+consensus cell's. Every other flag goes to the search (``python -m search.darts --help`` lists them). A seed whose
+folder already holds ``genotype.json`` is reused, so a killed command picks up where it stopped; an unfinished seed
+folder is removed and that seed run again.
 """
 from __future__ import annotations
 
